@@ -1,0 +1,906 @@
+//! Configuration: figment layers (built-in defaults → TOML file → `UPSTOX_RELOGIN_` environment) into `RawConfig`,
+//! then `RawConfig::validate` into the typed `Config` the rest of the program uses.
+//!
+//! Validation reads the secret files and variables it is pointed at and nothing else: it never touches the network,
+//! a browser or Redis. Every problem names its key (`schedule.cron`, `accounts[0].pin`), and all problems are
+//! reported at once so a user fixes the file in one pass.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::secret::{ClientSecret, Pin, TotpSecret};
+
+/// The environment variable prefix for configuration overrides (`__` separates nesting levels).
+pub const ENV_PREFIX: &str = "UPSTOX_RELOGIN_";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Raw layer: what the file says, with serde defaults. Field docs are the reference for `config.toml.example`.
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// Directory for what must survive restarts (generation counters, attempt counters, failure artifacts).
+    pub state_dir: PathBuf,
+    pub server: RawServer,
+    pub schedule: RawSchedule,
+    pub upstox: RawUpstox,
+    pub browser: RawBrowser,
+    pub login: RawLogin,
+    pub accounts: Vec<RawAccount>,
+    pub sinks: Vec<RawSink>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/upstox-relogin"),
+            server: RawServer::default(),
+            schedule: RawSchedule::default(),
+            upstox: RawUpstox::default(),
+            browser: RawBrowser::default(),
+            login: RawLogin::default(),
+            accounts: Vec::new(),
+            sinks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawServer {
+    /// Address of the health/metrics/status HTTP server started by `run`.
+    pub listen: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8787".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Six-field cron (sec min hour day-of-month month day-of-week), evaluated in `timezone`.
+    pub cron: String,
+    /// IANA time zone name.
+    pub timezone: String,
+    /// At daemon start: "if-stale" | "always" | "never".
+    pub on_start: String,
+}
+
+impl Default for RawSchedule {
+    fn default() -> Self {
+        Self { cron: "0 30 8 * * Mon-Fri".into(), timezone: "Asia/Kolkata".into(), on_start: "if-stale".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawUpstox {
+    /// The OAuth authorization dialog.
+    pub authorize_url: String,
+    /// Base of the REST API (token exchange, profile).
+    pub api_base_url: String,
+    /// Timeout of one HTTP request to the API.
+    pub http_timeout_secs: u64,
+}
+
+impl Default for RawUpstox {
+    fn default() -> Self {
+        Self {
+            authorize_url: "https://api.upstox.com/v2/login/authorization/dialog".into(),
+            api_base_url: "https://api.upstox.com".into(),
+            http_timeout_secs: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawBrowser {
+    /// Empty: spawn `chromedriver` on a free loopback port. Else the URL of a running WebDriver server.
+    pub webdriver_url: String,
+    /// chromedriver binary (path or name on PATH), used when `webdriver_url` is empty.
+    pub chromedriver: String,
+    /// Chrome/Chromium binary; empty lets chromedriver find it.
+    pub chrome: String,
+    /// Run Chromium without a window (a headed run needs an X server, e.g. `xvfb-run`).
+    pub headless: bool,
+    /// How long one step (an element appearing, the redirect) may take.
+    pub step_timeout_secs: u64,
+    /// How often waits re-check their condition.
+    pub poll_interval_ms: u64,
+    /// User agent override; empty keeps Chromium's own.
+    pub user_agent: String,
+    /// Extra Chromium command-line arguments, appended after the built-in ones.
+    pub extra_args: Vec<String>,
+    pub selectors: RawSelectors,
+}
+
+impl Default for RawBrowser {
+    fn default() -> Self {
+        Self {
+            webdriver_url: String::new(),
+            chromedriver: "chromedriver".into(),
+            chrome: String::new(),
+            headless: true,
+            step_timeout_secs: 30,
+            poll_interval_ms: 50,
+            user_agent: String::new(),
+            extra_args: Vec::new(),
+            selectors: RawSelectors::default(),
+        }
+    }
+}
+
+/// CSS selectors of the hosted login page. Upstox has redesigned it before; override here when it changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSelectors {
+    pub mobile_input: String,
+    pub mobile_submit: String,
+    pub otp_input: String,
+    pub otp_submit: String,
+    pub pin_input: String,
+    pub pin_submit: String,
+    /// Where the page shows a rejected input ("Invalid OTP", "You have entered an incorrect PIN").
+    pub error: String,
+}
+
+impl Default for RawSelectors {
+    fn default() -> Self {
+        Self {
+            mobile_input: "#mobileNum".into(),
+            mobile_submit: "#getOtp".into(),
+            otp_input: "#otpNum".into(),
+            otp_submit: "#continueBtn".into(),
+            pin_input: "#pinCode".into(),
+            pin_submit: "#pinContinueBtn".into(),
+            error: "[role=alert]".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLogin {
+    /// Whole browser logins one run may make for one account (retryable failures only).
+    pub max_attempts: u32,
+    /// Backoff between attempts: starts here, doubles, with jitter.
+    pub retry_min_backoff_secs: u64,
+    /// Upper bound of one backoff.
+    pub retry_max_backoff_secs: u64,
+    /// Deadline of one run for one account, retries included.
+    pub run_deadline_secs: u64,
+    /// PIN submissions per account per IST day before the lockout guard refuses (1..=4; Upstox blocks at 5).
+    pub max_pin_submissions_per_day: u32,
+    /// Wait for the next 30 s TOTP window when fewer seconds than this remain in the current one.
+    pub totp_min_remaining_secs: u64,
+    /// Failure artifacts (screenshot + HTML) kept under `{state_dir}/failures/`, newest first.
+    pub failure_artifacts_keep: usize,
+}
+
+impl Default for RawLogin {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            retry_min_backoff_secs: 5,
+            retry_max_backoff_secs: 60,
+            run_deadline_secs: 600,
+            max_pin_submissions_per_day: 3,
+            totp_min_remaining_secs: 5,
+            failure_artifacts_keep: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAccount {
+    /// `[a-z0-9_-]+`, unique; `{account}` in sink paths and keys.
+    pub name: String,
+    pub client_id: String,
+    /// Must equal the redirect URL registered for the app, byte for byte. Need not be served by anything.
+    pub redirect_uri: String,
+    /// The 10-digit mobile number the Upstox account logs in with.
+    pub mobile: String,
+    pub client_secret: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub pin: Option<String>,
+    pub pin_env: Option<String>,
+    pub pin_file: Option<PathBuf>,
+    pub totp_secret: Option<String>,
+    pub totp_secret_env: Option<String>,
+    pub totp_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RawSink {
+    File {
+        /// `{account}` is replaced by the account name. Written atomically, mode 0600.
+        path: String,
+    },
+    Redis {
+        /// `redis://` or `rediss://`, optionally with user:password and a database number.
+        url: String,
+        /// `{account}` is replaced by the account name.
+        #[serde(default = "default_redis_key")]
+        key: String,
+        /// When set, the document is PUBLISHed here after the SET.
+        #[serde(default)]
+        channel: Option<String>,
+        #[serde(default)]
+        password_env: Option<String>,
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+fn default_redis_key() -> String {
+    "upstox:token:{account}".into()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Typed layer.
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub server: ServerConfig,
+    pub schedule: ScheduleConfig,
+    pub upstox: UpstoxConfig,
+    pub browser: BrowserConfig,
+    pub login: LoginPolicy,
+    pub accounts: Vec<Account>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStart {
+    IfStale,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// Validated six-field cron expression, as tokio-cron-scheduler takes it.
+    pub cron: String,
+    pub timezone: chrono_tz::Tz,
+    pub on_start: OnStart,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstoxConfig {
+    pub authorize_url: Url,
+    pub api_base_url: Url,
+    pub http_timeout: Duration,
+}
+
+impl UpstoxConfig {
+    pub fn token_url(&self) -> Url {
+        join_api(&self.api_base_url, "v2/login/authorization/token")
+    }
+
+    pub fn profile_url(&self) -> Url {
+        join_api(&self.api_base_url, "v2/user/profile")
+    }
+}
+
+fn join_api(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!("{}/{}", base.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    url
+}
+
+#[derive(Debug, Clone)]
+pub struct BrowserConfig {
+    pub webdriver_url: Option<Url>,
+    pub chromedriver: PathBuf,
+    pub chrome: Option<PathBuf>,
+    pub headless: bool,
+    pub step_timeout: Duration,
+    pub poll_interval: Duration,
+    pub user_agent: Option<String>,
+    pub extra_args: Vec<String>,
+    pub selectors: RawSelectors,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginPolicy {
+    pub max_attempts: u32,
+    pub retry_min_backoff: Duration,
+    pub retry_max_backoff: Duration,
+    pub run_deadline: Duration,
+    pub max_pin_submissions_per_day: u32,
+    pub totp_min_remaining: Duration,
+    pub failure_artifacts_keep: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub client_id: String,
+    pub redirect_uri: Url,
+    pub mobile: String,
+    pub client_secret: ClientSecret,
+    pub pin: Pin,
+    pub totp_secret: TotpSecret,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    File { path: String },
+    Redis { url: String, key: String, channel: Option<String>, password: Option<ClientSecret> },
+}
+
+impl SinkConfig {
+    /// A short human name for messages and metrics labels: `file:/path/{account}.json`, `redis:upstox:token:{account}`.
+    pub fn label(&self) -> String {
+        match self {
+            SinkConfig::File { path } => format!("file:{path}"),
+            SinkConfig::Redis { key, .. } => format!("redis:{key}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loading.
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file `{}` not found (start from config.toml.example, or pass --config PATH)", .0.display())]
+    Missing(PathBuf),
+    #[error("{}", format_figment_error(.0))]
+    Parse(Box<figment::Error>),
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// One validation problem, tied to the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`: {}", self.key, self.message)
+    }
+}
+
+fn format_figment_error(error: &figment::Error) -> String {
+    // figment's own text says "for key "default.browser.foo"": name the key the way the file spells it.
+    error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let what = e.kind.to_string();
+            let source = e.metadata.as_ref().map(|m| format!(" (in {})", m.name)).unwrap_or_default();
+            if key.is_empty() { format!("{what}{source}") } else { format!("`{key}`: {what}{source}") }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The figment of defaults → `path` → environment. The file must exist.
+pub fn figment(path: &Path) -> Result<Figment, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigError::Missing(path.to_path_buf()));
+    }
+    Ok(Figment::from(Serialized::defaults(RawConfig::default()))
+        .merge(Toml::file_exact(path))
+        .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__")))
+}
+
+/// Load and validate the configuration at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = figment(path)?.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+    raw.validate()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Validation.
+// ---------------------------------------------------------------------------------------------------------------
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem { key: key.into(), message: message.into() });
+    }
+}
+
+impl RawConfig {
+    /// Check every key and build the typed configuration. Reads secret files/variables; no other I/O.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let mut p = Problems(Vec::new());
+
+        if self.state_dir.as_os_str().is_empty() {
+            p.add("state_dir", "must not be empty");
+        }
+        let listen = self.server.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
+            p.add("server.listen", format!("expected HOST:PORT such as 127.0.0.1:8787 ({e})"));
+            SocketAddr::from(([127, 0, 0, 1], 8787))
+        });
+
+        let cron = validate_cron(&self.schedule.cron).map_err(|m| p.add("schedule.cron", m)).ok();
+        let timezone = self
+            .schedule
+            .timezone
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| {
+                p.add("schedule.timezone", format!("unknown IANA time zone `{}` (e.g. Asia/Kolkata)", self.schedule.timezone))
+            })
+            .ok();
+        let on_start = match self.schedule.on_start.as_str() {
+            "if-stale" => OnStart::IfStale,
+            "always" => OnStart::Always,
+            "never" => OnStart::Never,
+            other => {
+                p.add("schedule.on_start", format!("expected \"if-stale\", \"always\" or \"never\", got \"{other}\""));
+                OnStart::IfStale
+            }
+        };
+
+        let authorize_url = api_url(&mut p, "upstox.authorize_url", &self.upstox.authorize_url);
+        let api_base_url = api_url(&mut p, "upstox.api_base_url", &self.upstox.api_base_url);
+        positive(&mut p, "upstox.http_timeout_secs", self.upstox.http_timeout_secs);
+
+        let browser = self.validate_browser(&mut p);
+        let login = self.validate_login(&mut p);
+        let accounts = validate_accounts(&mut p, &self.accounts);
+        let sinks = validate_sinks(&mut p, &self.sinks, accounts.len());
+
+        if !p.0.is_empty() {
+            return Err(ConfigError::Invalid(p.0));
+        }
+        // invariant: every `None` above pushed a problem, and we returned when there was any
+        Ok(Config {
+            state_dir: self.state_dir,
+            server: ServerConfig { listen },
+            schedule: ScheduleConfig {
+                cron: cron.expect("validated"),
+                timezone: timezone.expect("validated"),
+                on_start,
+            },
+            upstox: UpstoxConfig {
+                authorize_url: authorize_url.expect("validated"),
+                api_base_url: api_base_url.expect("validated"),
+                http_timeout: Duration::from_secs(self.upstox.http_timeout_secs),
+            },
+            browser,
+            login,
+            accounts,
+            sinks,
+        })
+    }
+
+    fn validate_browser(&self, p: &mut Problems) -> BrowserConfig {
+        let b = &self.browser;
+        let webdriver_url = if b.webdriver_url.trim().is_empty() {
+            None
+        } else {
+            match Url::parse(&b.webdriver_url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+                Ok(u) => {
+                    p.add("browser.webdriver_url", format!("expected an http(s) URL, got scheme `{}`", u.scheme()));
+                    None
+                }
+                Err(e) => {
+                    p.add("browser.webdriver_url", format!("not a URL ({e}); leave empty to spawn chromedriver"));
+                    None
+                }
+            }
+        };
+        if b.chromedriver.trim().is_empty() {
+            p.add("browser.chromedriver", "must name the chromedriver binary (default \"chromedriver\")");
+        }
+        positive(p, "browser.step_timeout_secs", b.step_timeout_secs);
+        if !(10..=5000).contains(&b.poll_interval_ms) {
+            p.add("browser.poll_interval_ms", format!("expected 10..=5000, got {}", b.poll_interval_ms));
+        }
+        let s = &b.selectors;
+        for (key, value) in [
+            ("mobile_input", &s.mobile_input),
+            ("mobile_submit", &s.mobile_submit),
+            ("otp_input", &s.otp_input),
+            ("otp_submit", &s.otp_submit),
+            ("pin_input", &s.pin_input),
+            ("pin_submit", &s.pin_submit),
+            ("error", &s.error),
+        ] {
+            if value.trim().is_empty() {
+                p.add(format!("browser.selectors.{key}"), "must be a CSS selector");
+            }
+        }
+        BrowserConfig {
+            webdriver_url,
+            chromedriver: PathBuf::from(&b.chromedriver),
+            chrome: non_empty(&b.chrome).map(PathBuf::from),
+            headless: b.headless,
+            step_timeout: Duration::from_secs(b.step_timeout_secs),
+            poll_interval: Duration::from_millis(b.poll_interval_ms),
+            user_agent: non_empty(&b.user_agent).map(str::to_owned),
+            extra_args: b.extra_args.clone(),
+            selectors: b.selectors.clone(),
+        }
+    }
+
+    fn validate_login(&self, p: &mut Problems) -> LoginPolicy {
+        let l = &self.login;
+        if l.max_attempts == 0 {
+            p.add("login.max_attempts", "must be at least 1");
+        }
+        if !(1..=4).contains(&l.max_pin_submissions_per_day) {
+            p.add(
+                "login.max_pin_submissions_per_day",
+                format!("expected 1..=4 (Upstox blocks the account at 5 failures), got {}", l.max_pin_submissions_per_day),
+            );
+        }
+        if l.retry_min_backoff_secs > l.retry_max_backoff_secs {
+            p.add("login.retry_min_backoff_secs", "must not exceed `login.retry_max_backoff_secs`");
+        }
+        positive(p, "login.run_deadline_secs", l.run_deadline_secs);
+        if l.totp_min_remaining_secs >= 25 {
+            p.add("login.totp_min_remaining_secs", format!("expected 0..=24 (a TOTP window is 30 s), got {}", l.totp_min_remaining_secs));
+        }
+        LoginPolicy {
+            max_attempts: l.max_attempts,
+            retry_min_backoff: Duration::from_secs(l.retry_min_backoff_secs),
+            retry_max_backoff: Duration::from_secs(l.retry_max_backoff_secs),
+            run_deadline: Duration::from_secs(l.run_deadline_secs),
+            max_pin_submissions_per_day: l.max_pin_submissions_per_day,
+            totp_min_remaining: Duration::from_secs(l.totp_min_remaining_secs),
+            failure_artifacts_keep: l.failure_artifacts_keep,
+        }
+    }
+}
+
+/// tokio-cron-scheduler's syntax: six fields, seconds first, day-of-month and day-of-week both honoured.
+fn validate_cron(expr: &str) -> Result<String, String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 6 {
+        return Err(format!("expected 6 fields (sec min hour dom mon dow), got {fields} in \"{expr}\""));
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map(|_| expr.to_owned())
+        .map_err(|e| format!("invalid cron \"{expr}\": {e}"))
+}
+
+/// Upstox URLs must be https, except on loopback (the simulator, a local proxy).
+fn api_url(p: &mut Problems, key: &str, value: &str) -> Option<Url> {
+    match Url::parse(value) {
+        Ok(url) if url.scheme() == "https" => Some(url),
+        Ok(url) if url.scheme() == "http" && is_loopback(&url) => Some(url),
+        Ok(url) => {
+            p.add(key, format!("must be https (http is allowed only for loopback hosts), got `{}`", url.scheme()));
+            None
+        }
+        Err(e) => {
+            p.add(key, format!("not a URL: {e}"));
+            None
+        }
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn positive(p: &mut Problems, key: &str, value: u64) {
+    if value == 0 {
+        p.add(key, "must be greater than 0");
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    let t = s.trim();
+    (!t.is_empty()).then_some(t)
+}
+
+fn validate_accounts(p: &mut Problems, raw: &[RawAccount]) -> Vec<Account> {
+    if raw.is_empty() {
+        p.add("accounts", "at least one [[accounts]] entry is required");
+    }
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, a) in raw.iter().enumerate() {
+        let key = |field: &str| format!("accounts[{i}].{field}");
+        let name_ok = !a.name.is_empty()
+            && a.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !name_ok {
+            p.add(key("name"), format!("expected [a-z0-9_-]+, got \"{}\"", a.name));
+        } else if !names.insert(a.name.clone()) {
+            p.add(key("name"), format!("\"{}\" is used by another account", a.name));
+        }
+        if a.client_id.trim().is_empty() {
+            p.add(key("client_id"), "must be the API key of your Upstox app");
+        }
+        let redirect_uri = match Url::parse(&a.redirect_uri) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+            Ok(_) | Err(_) => {
+                p.add(key("redirect_uri"), "must be the http(s) redirect URL registered for the app");
+                None
+            }
+        };
+        if a.mobile.len() != 10 || !a.mobile.bytes().all(|b| b.is_ascii_digit()) {
+            p.add(key("mobile"), "expected the 10-digit mobile number, digits only");
+        }
+        let client_secret = resolve_secret(p, &key("client_secret"), &a.client_secret, &a.client_secret_env, &a.client_secret_file);
+        let pin = resolve_secret(p, &key("pin"), &a.pin, &a.pin_env, &a.pin_file);
+        if let Some(pin) = &pin
+            && (pin.len() != 6 || !pin.bytes().all(|b| b.is_ascii_digit()))
+        {
+            p.add(key("pin"), "expected 6 digits");
+        }
+        let totp = resolve_secret(p, &key("totp_secret"), &a.totp_secret, &a.totp_secret_env, &a.totp_secret_file)
+            .and_then(|s| match crate::totp::normalise_secret(&s) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    p.add(key("totp_secret"), e.to_string());
+                    None
+                }
+            });
+        if let (true, Some(redirect_uri), Some(client_secret), Some(pin), Some(totp)) =
+            (name_ok, redirect_uri, client_secret, pin, totp)
+        {
+            out.push(Account {
+                name: a.name.clone(),
+                client_id: a.client_id.trim().to_owned(),
+                redirect_uri,
+                mobile: a.mobile.clone(),
+                client_secret: ClientSecret::new(client_secret),
+                pin: Pin::new(pin),
+                totp_secret: TotpSecret::new(totp),
+            });
+        }
+    }
+    out
+}
+
+/// Exactly one of `x`, `x_env`, `x_file`. A file's trailing newline is trimmed.
+fn resolve_secret(
+    p: &mut Problems,
+    key: &str,
+    inline: &Option<String>,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Option<String> {
+    let given = [inline.is_some(), env.is_some(), file.is_some()].iter().filter(|g| **g).count();
+    if given != 1 {
+        let got = if given == 0 { "none" } else { "several" };
+        p.add(key, format!("give exactly one of `{key}`, `{key}_env` or `{key}_file` (got {got})"));
+        return None;
+    }
+    let value = if let Some(v) = inline {
+        v.clone()
+    } else if let Some(var) = env {
+        match std::env::var(var) {
+            Ok(v) => v,
+            Err(_) => {
+                p.add(format!("{key}_env"), format!("environment variable `{var}` is not set"));
+                return None;
+            }
+        }
+    } else {
+        // invariant: exactly one form is given and it is neither inline nor env
+        let path = file.as_ref().expect("one form given");
+        match std::fs::read_to_string(path) {
+            Ok(v) => v.trim_end_matches(['\n', '\r']).to_owned(),
+            Err(e) => {
+                p.add(format!("{key}_file"), format!("cannot read `{}`: {e}", path.display()));
+                return None;
+            }
+        }
+    };
+    if value.trim().is_empty() {
+        p.add(key, "is empty");
+        return None;
+    }
+    Some(value)
+}
+
+fn validate_sinks(p: &mut Problems, raw: &[RawSink], account_count: usize) -> Vec<SinkConfig> {
+    if raw.is_empty() {
+        p.add("sinks", "at least one [[sinks]] entry is required (type = \"file\" or \"redis\")");
+    }
+    let mut out = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        match s {
+            RawSink::File { path } => {
+                if path.trim().is_empty() {
+                    p.add(format!("sinks[{i}].path"), "must not be empty");
+                } else if account_count > 1 && !path.contains("{account}") {
+                    p.add(format!("sinks[{i}].path"), "must contain `{account}` when there are several accounts");
+                } else {
+                    out.push(SinkConfig::File { path: path.clone() });
+                }
+            }
+            RawSink::Redis { url, key, channel, password_env, password_file } => {
+                let url_ok = match Url::parse(url) {
+                    Ok(u) if matches!(u.scheme(), "redis" | "rediss") => true,
+                    _ => {
+                        p.add(format!("sinks[{i}].url"), "expected redis://HOST:PORT/DB or rediss://… ");
+                        false
+                    }
+                };
+                if account_count > 1 && !key.contains("{account}") {
+                    p.add(format!("sinks[{i}].key"), "must contain `{account}` when there are several accounts");
+                }
+                let password = if password_env.is_some() || password_file.is_some() {
+                    resolve_secret(p, &format!("sinks[{i}].password"), &None, password_env, password_file)
+                        .map(ClientSecret::new)
+                } else {
+                    None
+                };
+                if url_ok {
+                    out.push(SinkConfig::Redis { url: url.clone(), key: key.clone(), channel: channel.clone(), password });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    const VALID: &str = r#"
+        state_dir = "/tmp/x"
+        [[accounts]]
+        name = "primary"
+        client_id = "cid"
+        redirect_uri = "http://127.0.0.1:5000/cb"
+        mobile = "9876543210"
+        client_secret = "sec"
+        pin = "123456"
+        totp_secret = "jbsw y3dp ehpk 3pxp jbsw y3dp ehpk 3pxp"
+        [[sinks]]
+        type = "file"
+        path = "/tmp/x/{account}.json"
+    "#;
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            jail.create_file("config.toml", toml)?;
+            out = Some(load(Path::new("config.toml")));
+            Ok(())
+        });
+        out.unwrap()
+    }
+
+    fn problems(toml: &str) -> String {
+        load_str(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn valid_config_loads_with_defaults() {
+        let c = load_str(VALID).unwrap();
+        assert_eq!(c.schedule.timezone, chrono_tz::Asia::Kolkata);
+        assert_eq!(c.schedule.cron, "0 30 8 * * Mon-Fri");
+        assert_eq!(c.accounts[0].totp_secret.expose(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
+        assert_eq!(c.upstox.token_url().as_str(), "https://api.upstox.com/v2/login/authorization/token");
+        assert_eq!(c.upstox.profile_url().as_str(), "https://api.upstox.com/v2/user/profile");
+    }
+
+    #[test]
+    fn five_field_cron_names_the_key() {
+        let msg = problems(&format!("{VALID}\n[schedule]\ncron = \"30 8 * * Mon-Fri\""));
+        assert!(msg.contains("`schedule.cron`: expected 6 fields"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_path() {
+        let msg = problems(&format!("{VALID}\n[browser]\nheadles = true"));
+        assert!(msg.contains("browser.headles") || msg.contains("`browser`"), "{msg}");
+        assert!(msg.contains("unknown field"), "{msg}");
+    }
+
+    #[test]
+    fn missing_and_double_secrets_name_the_key() {
+        let msg = problems(&VALID.replace("pin = \"123456\"", ""));
+        assert!(msg.contains("`accounts[0].pin`: give exactly one of"), "{msg}");
+        let msg = problems(&VALID.replace("pin = \"123456\"", "pin = \"123456\"\npin_env = \"X\""));
+        assert!(msg.contains("(got several)"), "{msg}");
+    }
+
+    #[test]
+    fn secret_from_unset_env_names_the_variable() {
+        let msg = problems(&VALID.replace("pin = \"123456\"", "pin_env = \"UPSTOX_RELOGIN_TEST_UNSET_PIN\""));
+        assert!(msg.contains("`accounts[0].pin_env`: environment variable `UPSTOX_RELOGIN_TEST_UNSET_PIN` is not set"), "{msg}");
+    }
+
+    #[test]
+    fn secret_file_trailing_newline_is_trimmed() {
+        Jail::expect_with(|jail| {
+            jail.create_file("pin", "654321\n")?;
+            jail.create_file("config.toml", &VALID.replace("pin = \"123456\"", "pin_file = \"pin\""))?;
+            let c = load(Path::new("config.toml")).unwrap();
+            assert_eq!(c.accounts[0].pin.expose(), "654321");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("config.toml", VALID)?;
+            jail.set_env("UPSTOX_RELOGIN_BROWSER__HEADLESS", "false");
+            jail.set_env("UPSTOX_RELOGIN_CONFIG", "config.toml");
+            let c = load(Path::new("config.toml")).unwrap();
+            assert!(!c.browser.headless);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn plain_http_to_a_remote_host_is_refused() {
+        let msg = problems(&format!("{VALID}\n[upstox]\napi_base_url = \"http://api.upstox.com\""));
+        assert!(msg.contains("`upstox.api_base_url`: must be https"), "{msg}");
+        assert!(load_str(&format!("{VALID}\n[upstox]\napi_base_url = \"http://127.0.0.1:9000\"")).is_ok());
+    }
+
+    #[test]
+    fn several_problems_are_reported_together() {
+        let msg = problems(&format!(
+            "{}\n[schedule]\ntimezone = \"Mars/Olympus\"\non_start = \"sometimes\"",
+            VALID.replace("mobile = \"9876543210\"", "mobile = \"12\"")
+        ));
+        for key in ["schedule.timezone", "schedule.on_start", "accounts[0].mobile"] {
+            assert!(msg.contains(&format!("`{key}`")), "{key} missing from {msg}");
+        }
+    }
+
+    #[test]
+    fn lockout_cap_above_four_is_refused() {
+        let msg = problems(&format!("{VALID}\n[login]\nmax_pin_submissions_per_day = 5"));
+        assert!(msg.contains("`login.max_pin_submissions_per_day`"), "{msg}");
+    }
+
+    #[test]
+    fn shared_sink_path_with_two_accounts_is_refused() {
+        let two = VALID.replace("{account}", "token") + &VALID[VALID.find("[[accounts]]").unwrap()..VALID.find("[[sinks]]").unwrap()].replace("primary", "second");
+        let msg = problems(&two);
+        assert!(msg.contains("`sinks[0].path`: must contain `{account}`"), "{msg}");
+    }
+
+    #[test]
+    fn bad_totp_secret_is_named() {
+        let msg = problems(&VALID.replace("jbsw y3dp ehpk 3pxp jbsw y3dp ehpk 3pxp", "not base32!"));
+        assert!(msg.contains("`accounts[0].totp_secret`"), "{msg}");
+    }
+}

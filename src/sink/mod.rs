@@ -1,0 +1,101 @@
+//! Where token documents are published: a closed set of sinks (file, Redis), dispatched with `match`.
+//!
+//! A sink writes the exact bytes of `TokenDocument::to_bytes` and can read back what it holds (to skip a login
+//! whose token is still valid, and for `status`). Sinks never touch the browser or the Upstox API, and a failed
+//! write never damages what a sink held before.
+
+mod file;
+mod redis;
+
+pub use file::FileSink;
+pub use redis::RedisSink;
+
+use crate::config::SinkConfig;
+use crate::token::TokenDocument;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot write `{}`", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Redis at `{url}` failed for key `{key}`")]
+    Redis {
+        url: String,
+        key: String,
+        #[source]
+        source: ::redis::RedisError,
+    },
+    #[error("`{what}` holds something that is not a token document")]
+    Corrupt {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// One configured sink.
+pub enum Sink {
+    File(FileSink),
+    Redis(RedisSink),
+}
+
+impl Sink {
+    /// Build a sink from its validated configuration. Makes no connection.
+    pub fn new(config: &SinkConfig) -> Result<Self, SinkError> {
+        Ok(match config {
+            SinkConfig::File { path } => Sink::File(FileSink::new(path)),
+            SinkConfig::Redis { url, key, channel, password } => {
+                Sink::Redis(RedisSink::new(url, key, channel.clone(), password.clone())?)
+            }
+        })
+    }
+
+    /// `file:/var/lib/…/{account}.json` or `redis:upstox:token:{account}`: for messages and metric labels.
+    pub fn label(&self) -> String {
+        match self {
+            Sink::File(s) => format!("file:{}", s.template()),
+            Sink::Redis(s) => format!("redis:{}", s.key_template()),
+        }
+    }
+
+    /// Where this sink puts `account`'s document, for messages.
+    pub fn location(&self, account: &str) -> String {
+        match self {
+            Sink::File(s) => s.path_for(account).display().to_string(),
+            Sink::Redis(s) => format!("{} key {}", s.url_for_display(), s.key_for(account)),
+        }
+    }
+
+    pub async fn publish(&self, doc: &TokenDocument) -> Result<(), SinkError> {
+        match self {
+            Sink::File(s) => s.publish(doc).await,
+            Sink::Redis(s) => s.publish(doc).await,
+        }
+    }
+
+    /// The document this sink holds for `account`, if any.
+    pub async fn read(&self, account: &str) -> Result<Option<TokenDocument>, SinkError> {
+        match self {
+            Sink::File(s) => s.read(account).await,
+            Sink::Redis(s) => s.read(account).await,
+        }
+    }
+}
+
+/// `{account}` expanded.
+fn expand(template: &str, account: &str) -> String {
+    template.replace("{account}", account)
+}
+
+fn parse_document(what: String, bytes: &[u8]) -> Result<TokenDocument, SinkError> {
+    serde_json::from_slice(bytes).map_err(|source| SinkError::Corrupt { what, source })
+}
