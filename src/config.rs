@@ -774,6 +774,7 @@ fn validate_sinks(p: &mut Problems, raw: &[RawSink], account_count: usize) -> Ve
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
 mod tests {
     use super::*;
     use figment::Jail;

@@ -9,6 +9,7 @@ mod redis;
 
 pub use file::FileSink;
 pub use redis::RedisSink;
+pub use file::write_atomically;
 
 use crate::config::SinkConfig;
 use crate::token::TokenDocument;
@@ -45,7 +46,7 @@ pub enum SinkError {
 /// One configured sink.
 pub enum Sink {
     File(FileSink),
-    Redis(RedisSink),
+    Redis(Box<RedisSink>),
 }
 
 impl Sink {
@@ -54,7 +55,7 @@ impl Sink {
         Ok(match config {
             SinkConfig::File { path } => Sink::File(FileSink::new(path)),
             SinkConfig::Redis { url, key, channel, password } => {
-                Sink::Redis(RedisSink::new(url, key, channel.clone(), password.clone())?)
+                Sink::Redis(Box::new(RedisSink::new(url, key, channel.clone(), password.clone())?))
             }
         })
     }

@@ -1,0 +1,385 @@
+//! The login steps as data, and the one interpreter that walks them.
+//!
+//! A step is "wait for this input (or the page's error text), type this value, wait for that button to be enabled,
+//! click it". After the last step the interpreter polls the browser's URL until it reaches `redirect_uri` with a
+//! `code` (the target is usually unreachable; only the URL matters). Every wait polls a condition with a deadline;
+//! none sleeps for a fixed time, except the deliberate wait for a fresh TOTP window. The interpreter reports a PIN
+//! submission *before* clicking, so the lockout count survives a crash at the worst moment.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, Locator};
+use url::Url;
+
+use super::artifacts::{ArtifactStore, Scrub};
+use super::webdriver::Browser;
+use super::{BrowserError, PageRejection};
+use crate::config::{BrowserConfig, RawSelectors};
+use crate::oauth::{self, CsrfState};
+use crate::secret::{AuthCode, Pin};
+use crate::totp::{self, TotpGenerator, TotpPlan};
+
+/// What a step types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Mobile,
+    Totp,
+    Pin,
+}
+
+/// One page of the hosted login.
+#[derive(Debug, Clone)]
+struct Step {
+    name: &'static str,
+    field: Field,
+    input: String,
+    submit: String,
+}
+
+fn steps(s: &RawSelectors) -> [Step; 3] {
+    [
+        Step { name: "mobile", field: Field::Mobile, input: s.mobile_input.clone(), submit: s.mobile_submit.clone() },
+        Step { name: "otp", field: Field::Totp, input: s.otp_input.clone(), submit: s.otp_submit.clone() },
+        Step { name: "pin", field: Field::Pin, input: s.pin_input.clone(), submit: s.pin_submit.clone() },
+    ]
+}
+
+/// Everything one browser login needs.
+pub struct FlowInputs<'a> {
+    pub account: &'a str,
+    pub browser: &'a BrowserConfig,
+    pub authorize_url: &'a Url,
+    pub client_id: &'a str,
+    pub redirect_uri: &'a Url,
+    pub mobile: &'a str,
+    pub pin: &'a Pin,
+    pub totp: &'a TotpGenerator,
+    pub totp_min_remaining: Duration,
+    /// The last TOTP time step submitted for this account: never submitted again.
+    pub last_totp_step: Option<u64>,
+    pub artifacts: Option<&'a ArtifactStore>,
+}
+
+/// Things the caller must persist as they happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowEvent {
+    /// About to type the code of this TOTP time step.
+    TotpStepUsed(u64),
+    /// About to click the PIN's submit button. An `Err` from the observer stops the login before the click.
+    PinSubmitting,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StepTiming {
+    pub step: &'static str,
+    pub elapsed: Duration,
+}
+
+pub struct LoginOutcome {
+    pub code: AuthCode,
+    pub timings: Vec<StepTiming>,
+}
+
+/// The failure of a browser login with the timings of the steps that completed.
+pub struct FlowFailure {
+    pub error: BrowserError,
+    pub timings: Vec<StepTiming>,
+}
+
+/// Observer callback; an `Err(reason)` on `PinSubmitting` vetoes the click.
+pub type Observer<'a> = dyn FnMut(FlowEvent) -> Result<(), String> + Send + 'a;
+
+/// Start a browser, walk the steps, return the code. The browser is closed on every path; if this future is
+/// dropped, `Browser`'s `Drop` kills what is left.
+pub async fn login(inputs: &FlowInputs<'_>, observe: &mut Observer<'_>) -> Result<LoginOutcome, FlowFailure> {
+    let mut timings = Vec::new();
+    let started = Instant::now();
+    let browser = match Browser::start(inputs.browser).await {
+        Ok(b) => b,
+        Err(error) => return Err(FlowFailure { error, timings }),
+    };
+    record(&mut timings, inputs.account, "browser", started);
+    let state = CsrfState::random();
+    let mut run = Run { inputs, client: browser.client(), state: &state, timings, current: "dialog" };
+    let result = run.walk(observe).await;
+    let timings = std::mem::take(&mut run.timings);
+    let result = match result {
+        Ok(code) => Ok(LoginOutcome { code, timings }),
+        Err(error) => {
+            if let Some(store) = inputs.artifacts {
+                let scrub = Scrub::new(vec![inputs.pin.expose().to_owned(), inputs.mobile.to_owned()]);
+                store.capture(browser.client(), inputs.account, run.current, &scrub).await;
+            }
+            Err(FlowFailure { error, timings })
+        }
+    };
+    let closing = Instant::now();
+    browser.close().await;
+    tracing::debug!(account = inputs.account, elapsed_ms = closing.elapsed().as_millis() as u64, "browser closed");
+    result
+}
+
+fn record(timings: &mut Vec<StepTiming>, account: &str, step: &'static str, since: Instant) {
+    let elapsed = since.elapsed();
+    tracing::info!(account, step, elapsed_ms = elapsed.as_millis() as u64, "step done");
+    timings.push(StepTiming { step, elapsed });
+}
+
+struct Run<'a> {
+    inputs: &'a FlowInputs<'a>,
+    client: &'a Client,
+    state: &'a CsrfState,
+    timings: Vec<StepTiming>,
+    /// The step in progress, for artifacts and messages.
+    current: &'static str,
+}
+
+/// The result of one poll of the page.
+enum Seen<T> {
+    Ready(T),
+    Rejected(PageRejection),
+    Waiting,
+}
+
+impl Run<'_> {
+    async fn walk(&mut self, observe: &mut Observer<'_>) -> Result<AuthCode, BrowserError> {
+        let cfg = self.inputs.browser;
+        let url = oauth::authorize_url(self.inputs.authorize_url, self.inputs.client_id, self.inputs.redirect_uri, self.state);
+        let started = Instant::now();
+        self.client.goto(url.as_str()).await.map_err(|source| BrowserError::WebDriver { action: "goto", source })?;
+        let steps = steps(&cfg.selectors);
+        let mut last_totp = self.inputs.last_totp_step;
+        let mut step_started = started;
+        for (i, step) in steps.iter().enumerate() {
+            self.current = step.name;
+            let input = self.wait_for_input(step, i == 0).await?;
+            if i == 0 {
+                record(&mut self.timings, self.inputs.account, "dialog", started);
+                step_started = Instant::now();
+            }
+            match step.field {
+                Field::Mobile => self.type_and_submit(&input, step, self.inputs.mobile).await?,
+                Field::Totp => self.submit_totp(&input, step, &mut last_totp, observe).await?,
+                Field::Pin => {
+                    type_into(&input, self.inputs.pin.expose()).await?;
+                    let button = self.wait_for_enabled(step).await?;
+                    observe(FlowEvent::PinSubmitting).map_err(|reason| BrowserError::Rejected {
+                        step: "pin",
+                        rejection: PageRejection::Other(format!("not submitted: {reason}")),
+                    })?;
+                    button.click().await.map_err(|source| BrowserError::WebDriver { action: "click", source })?;
+                }
+            }
+            if let Some(next) = steps.get(i + 1) {
+                // The next step's input appearing is the success signal of this one (the URL is no signal: the
+                // app pushStates it before the backend has answered).
+                self.current = next.name;
+                let next_input = Locator::Css(&next.input);
+                self.poll(step.name, &next.input, |c| async move { Ok(c.find(next_input).await.ok()) }).await?;
+                self.current = step.name;
+                record(&mut self.timings, self.inputs.account, step.name, step_started);
+                step_started = Instant::now();
+            }
+        }
+        let code = self.wait_for_redirect().await?;
+        record(&mut self.timings, self.inputs.account, "pin", step_started);
+        Ok(code)
+    }
+
+    /// Type the TOTP of a fresh window; on the first "Invalid OTP", once more in the next window.
+    async fn submit_totp(
+        &mut self,
+        input: &fantoccini::elements::Element,
+        step: &Step,
+        last_used: &mut Option<u64>,
+        observe: &mut Observer<'_>,
+    ) -> Result<(), BrowserError> {
+        let next_input = steps(&self.inputs.browser.selectors)[2].input.clone();
+        for attempt in 0..2 {
+            let code = self.fresh_totp(last_used, observe).await?;
+            type_into(input, code.code.expose()).await?;
+            if attempt == 1 {
+                clear_error_text(self.client, &self.inputs.browser.selectors.error).await;
+            }
+            let button = self.wait_for_enabled(step).await?;
+            button.click().await.map_err(|source| BrowserError::WebDriver { action: "click", source })?;
+            let locator = next_input.clone();
+            match self.poll_once_settled(step.name, &locator).await {
+                Err(BrowserError::Rejected { rejection: PageRejection::TotpRejected(text), .. }) if attempt == 0 => {
+                    tracing::warn!(account = self.inputs.account, message = %text, "TOTP rejected; retrying once in the next window");
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns on the second attempt")
+    }
+
+    /// Wait for the PIN input (success) or an error; used only by the TOTP retry logic.
+    async fn poll_once_settled(&self, step: &'static str, next: &str) -> Result<(), BrowserError> {
+        let locator = next.to_owned();
+        self.poll(step, next, |c| {
+            let locator = locator.clone();
+            async move { Ok(c.find(Locator::Css(&locator)).await.ok().map(|_| ())) }
+        })
+        .await
+    }
+
+    async fn fresh_totp(&self, last_used: &mut Option<u64>, observe: &mut Observer<'_>) -> Result<totp::TotpCode, BrowserError> {
+        loop {
+            let now = unix_now();
+            match totp::plan(now, self.inputs.totp_min_remaining.as_secs(), *last_used) {
+                TotpPlan::UseNow { step } => {
+                    observe(FlowEvent::TotpStepUsed(step)).map_err(|reason| BrowserError::Rejected {
+                        step: "otp",
+                        rejection: PageRejection::Other(format!("not submitted: {reason}")),
+                    })?;
+                    *last_used = Some(step);
+                    return Ok(self.inputs.totp.code_at(step * totp::STEP_SECS));
+                }
+                TotpPlan::WaitFor { secs, step } => {
+                    tracing::info!(account = self.inputs.account, wait_secs = secs, "waiting for a fresh TOTP window");
+                    // A clock wait, not a page wait: the code for `step` does not exist before its window starts.
+                    let until = std::time::UNIX_EPOCH + Duration::from_secs(step * totp::STEP_SECS);
+                    let left = until.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+                    tokio::time::sleep(left + Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn type_and_submit(&self, input: &fantoccini::elements::Element, step: &Step, value: &str) -> Result<(), BrowserError> {
+        type_into(input, value).await?;
+        let button = self.wait_for_enabled(step).await?;
+        button.click().await.map_err(|source| BrowserError::WebDriver { action: "click", source })
+    }
+
+    async fn wait_for_input(&self, step: &Step, first: bool) -> Result<fantoccini::elements::Element, BrowserError> {
+        let selector = step.input.clone();
+        self.poll(step.name, &step.input, |c| {
+            let selector = selector.clone();
+            async move {
+                if let Ok(el) = c.find(Locator::Css(&selector)).await {
+                    return Ok(Some(el));
+                }
+                if first {
+                    let title = c.title().await.unwrap_or_default();
+                    let lower = title.to_lowercase();
+                    if ["access denied", "attention required", "just a moment"].iter().any(|m| lower.contains(m)) {
+                        return Err(BrowserError::BotBlocked { title });
+                    }
+                }
+                Ok(None)
+            }
+        })
+        .await
+    }
+
+    async fn wait_for_enabled(&self, step: &Step) -> Result<fantoccini::elements::Element, BrowserError> {
+        let selector = step.submit.clone();
+        self.poll(step.name, &step.submit, |c| {
+            let selector = selector.clone();
+            async move {
+                match c.find(Locator::Css(&selector)).await {
+                    Ok(el) if el.is_enabled().await.unwrap_or(false) => Ok(Some(el)),
+                    _ => Ok(None),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Poll `check` until it yields, the page shows an error, or the step timeout passes.
+    async fn poll<T, F, Fut>(&self, step: &'static str, selector: &str, mut check: F) -> Result<T, BrowserError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<Option<T>, BrowserError>>,
+    {
+        let cfg = self.inputs.browser;
+        let deadline = Instant::now() + cfg.step_timeout;
+        let mut interval = tokio::time::interval(cfg.poll_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            match self.look(&mut check).await? {
+                Seen::Ready(v) => return Ok(v),
+                Seen::Rejected(rejection) => return Err(BrowserError::Rejected { step, rejection }),
+                Seen::Waiting => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(BrowserError::ElementTimeout { step, selector: selector.to_owned(), timeout: cfg.step_timeout });
+            }
+        }
+    }
+
+    async fn look<T, F, Fut>(&self, check: &mut F) -> Result<Seen<T>, BrowserError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<Option<T>, BrowserError>>,
+    {
+        if let Some(v) = check(self.client.clone()).await? {
+            return Ok(Seen::Ready(v));
+        }
+        match error_text(self.client, &self.inputs.browser.selectors.error).await {
+            Some(text) => Ok(Seen::Rejected(PageRejection::classify(&text))),
+            None => Ok(Seen::Waiting),
+        }
+    }
+
+    /// Poll the browser's URL until it is `redirect_uri` with a code (or the page shows an error).
+    async fn wait_for_redirect(&self) -> Result<AuthCode, BrowserError> {
+        let redirect_uri = self.inputs.redirect_uri;
+        let state = self.state;
+        let result = self
+            .poll("pin", "(redirect)", |c| async move {
+                let Ok(current) = c.current_url().await else { return Ok(None) };
+                Ok(oauth::parse_redirect(current.as_str(), redirect_uri, state)?)
+            })
+            .await;
+        match result {
+            Err(BrowserError::ElementTimeout { timeout, .. }) => {
+                let last = self.client.current_url().await.map(|mut u| {
+                    u.set_query(None);
+                    u.to_string()
+                });
+                Err(BrowserError::RedirectTimeout {
+                    redirect_uri: redirect_uri.to_string(),
+                    timeout,
+                    last_url: last.unwrap_or_else(|_| "unknown".into()),
+                })
+            }
+            other => other,
+        }
+    }
+}
+
+/// Clear the field and type `value` (never logged).
+async fn type_into(input: &fantoccini::elements::Element, value: &str) -> Result<(), BrowserError> {
+    input.clear().await.map_err(|source| BrowserError::WebDriver { action: "clear", source })?;
+    input.send_keys(value).await.map_err(|source| BrowserError::WebDriver { action: "send_keys", source })
+}
+
+/// The first non-empty visible text among the elements matching the error selector.
+async fn error_text(client: &Client, selector: &str) -> Option<String> {
+    let elements = client.find_all(Locator::Css(selector)).await.ok()?;
+    for el in elements {
+        if let Ok(text) = el.text().await {
+            let text = text.trim();
+            if !text.is_empty() {
+                return Some(text.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// Blank a previous error message before a deliberate retry, so the old text is not read as the new answer.
+async fn clear_error_text(client: &Client, selector: &str) {
+    let script = "document.querySelectorAll(arguments[0]).forEach(function (e) { e.textContent = ''; });";
+    if let Err(e) = client.execute(script, vec![serde_json::json!(selector)]).await {
+        tracing::debug!(error = %e, "could not clear the error text");
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

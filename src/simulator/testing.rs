@@ -1,0 +1,228 @@
+//! Test support for the simulator's own unit tests: start one on 127.0.0.1:0 and talk to it over real HTTP, the way
+//! the browser and the token client do. Compiled only for tests; it never sleeps to wait for anything.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::api::KeyCase;
+use super::{Faults, SimClient, SimConfig, SimUser, Simulator};
+
+pub(super) struct Harness {
+    pub sim: Simulator,
+    pub http: reqwest::Client,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(Faults::default()).await
+    }
+
+    pub async fn start_with(faults: Faults) -> Harness {
+        let config = SimConfig {
+            faults,
+            ..SimConfig::demo()
+        };
+        let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Harness { sim, http }
+    }
+
+    pub fn client(&self) -> &SimClient {
+        &self.sim.config().clients[0]
+    }
+
+    pub fn user(&self) -> &SimUser {
+        &self.sim.config().users[0]
+    }
+
+    pub fn url(&self, path: &str) -> Url {
+        self.sim.base_url().join(path).unwrap()
+    }
+
+    pub fn dialog_url_with(&self, pairs: &[(&str, &str)]) -> Url {
+        let mut url = self.sim.authorize_url();
+        url.query_pairs_mut().extend_pairs(pairs);
+        url
+    }
+
+    /// The dialog URL the real client builds, with `state` when given.
+    pub fn dialog_url(&self, state: Option<&str>) -> Url {
+        let c = self.client();
+        let mut pairs = vec![
+            ("response_type", "code"),
+            ("client_id", &c.client_id),
+            ("redirect_uri", &c.redirect_uri),
+        ];
+        pairs.extend(state.map(|s| ("state", s)));
+        self.dialog_url_with(&pairs)
+    }
+
+    pub async fn get(&self, url: Url) -> reqwest::Response {
+        self.http.get(url).send().await.unwrap()
+    }
+
+    /// Pass the dialog and return the login session id from the `Location`.
+    pub async fn open_session(&self, state: Option<&str>) -> String {
+        let res = self.get(self.dialog_url(state)).await;
+        assert_eq!(res.status(), StatusCode::FOUND);
+        let location = res.headers()["location"].to_str().unwrap();
+        let url = self.sim.base_url().join(location).unwrap();
+        url.query_pairs()
+            .find(|(k, _)| k == "user_id")
+            .unwrap()
+            .1
+            .into_owned()
+    }
+
+    pub async fn hydrate(&self, session: &str) -> (StatusCode, Value) {
+        let res = self
+            .get(self.url(&format!("login/api/session/{session}")))
+            .await;
+        (res.status(), res.json().await.unwrap())
+    }
+
+    /// POST one step (`mobile`, `otp`, `pin`) as the page's script does.
+    pub async fn submit(&self, session: &str, step: &str, body: Value) -> (StatusCode, Value) {
+        let url = self.url(&format!("login/api/session/{session}/{step}"));
+        let res = self.http.post(url).json(&body).send().await.unwrap();
+        (res.status(), res.json().await.unwrap())
+    }
+
+    pub async fn submit_mobile(&self, session: &str, mobile: &str) -> (StatusCode, Value) {
+        self.submit(session, "mobile", json!({"mobile_number": mobile}))
+            .await
+    }
+
+    pub async fn submit_otp(&self, session: &str, otp: &str) -> (StatusCode, Value) {
+        self.submit(session, "otp", json!({"otp": otp})).await
+    }
+
+    pub async fn submit_pin(&self, session: &str, pin: &str) -> (StatusCode, Value) {
+        self.submit(session, "pin", json!({"pin": pin})).await
+    }
+
+    /// The user's TOTP for the time step `steps_ahead` after the current one (0 or 1 stay valid across a rollover).
+    pub fn totp(&self, steps_ahead: u64) -> String {
+        let secret = totp_rs::Secret::try_from_base32(&self.user().totp_secret).unwrap();
+        let totp = totp_rs::Builder::new().with_secret(secret).build().unwrap();
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+        totp.generate(now + 30 * steps_ahead).to_string()
+    }
+
+    /// Dialog → mobile → OTP; returns the session, now at the PIN step.
+    pub async fn session_at_pin(&self, totp_steps_ahead: u64) -> String {
+        let session = self.open_session(Some("st")).await;
+        assert_eq!(
+            self.submit_mobile(&session, &self.user().mobile.clone())
+                .await
+                .0,
+            StatusCode::OK
+        );
+        let (status, body) = self
+            .submit_otp(&session, &self.totp(totp_steps_ahead))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        session
+    }
+
+    /// A whole login; returns the auth code. Use a different `totp_steps_ahead` for each login in one test.
+    pub async fn login(&self, totp_steps_ahead: u64) -> String {
+        let session = self.session_at_pin(totp_steps_ahead).await;
+        let (status, body) = self.submit_pin(&session, &self.user().pin.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"]["code"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn post_token(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        let url = self.url("v2/login/authorization/token");
+        self.http
+            .post(url)
+            .header("accept", "application/json")
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn exchange(&self, code: &str, client_secret: &str) -> reqwest::Response {
+        let c = self.client();
+        self.post_token(&[
+            ("code", code),
+            ("client_id", &c.client_id),
+            ("client_secret", client_secret),
+            ("redirect_uri", &c.redirect_uri),
+            ("grant_type", "authorization_code"),
+        ])
+        .await
+    }
+
+    /// Log in and exchange; returns the access token.
+    pub async fn access_token(&self) -> String {
+        let code = self.login(0).await;
+        let body: Value = self
+            .exchange(&code, &self.client().client_secret)
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn profile(&self, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(self.url("v2/user/profile"));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn logout(&self, token: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url("v2/logout"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// The response is `status` with a one-error envelope carrying `code`, its keys spelled in `case` only.
+pub(super) async fn assert_error(
+    res: reqwest::Response,
+    status: StatusCode,
+    code: &str,
+    case: KeyCase,
+) {
+    assert_eq!(res.status(), status);
+    let body: Value = res.json().await.unwrap();
+    assert_error_body(&body, code, case);
+}
+
+pub(super) fn assert_error_body(body: &Value, code: &str, case: KeyCase) {
+    assert_eq!(body["status"], "error", "{body}");
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{body}");
+    let error = errors[0].as_object().unwrap();
+    let keys = match case {
+        KeyCase::Snake => ["error_code", "message", "property_path", "invalid_value"],
+        KeyCase::Camel => ["errorCode", "message", "propertyPath", "invalidValue"],
+    };
+    let mut actual: Vec<&str> = error.keys().map(String::as_str).collect();
+    actual.sort_unstable();
+    let mut expected = keys.to_vec();
+    expected.sort_unstable();
+    assert_eq!(actual, expected, "{body}");
+    assert_eq!(error[keys[0]], code, "{body}");
+    assert!(!error["message"].as_str().unwrap().is_empty());
+}
+
+/// The message the page would show for this error body.
+pub(super) fn message(body: &Value) -> &str {
+    body["errors"][0]["message"].as_str().unwrap_or("")
+}

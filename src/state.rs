@@ -1,0 +1,168 @@
+//! What must survive restarts, per account, under `{state_dir}/accounts/`: the generation counter, the last
+//! attempt, the lockout guard's PIN count and the last TOTP step used.
+//!
+//! Each account has a JSON file replaced atomically, and a lock file held (flock) for the whole of a login so two
+//! processes never log one account in at once. This module stores facts; deciding what they mean (the cap, the
+//! skip rule) belongs to `relogin`.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state file `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file `{}` is corrupt (move it away to start afresh; the generation then restarts from the sinks)", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write state file `{}`", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot lock `{}`", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The outcome of the last attempt, as `status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Attempt {
+    pub at: DateTime<FixedOffset>,
+    /// `success`, `skipped` or `failed`.
+    pub result: String,
+    /// The error for a failed attempt (never contains a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct AccountState {
+    /// The generation of the last document published.
+    pub generation: u64,
+    pub last_attempt: Option<Attempt>,
+    pub last_success_at: Option<DateTime<FixedOffset>>,
+    /// The IST day (`YYYY-MM-DD`) `pin_submissions` counts for.
+    pub pin_day: Option<String>,
+    /// PIN submissions on `pin_day` that did not end with a code.
+    pub pin_submissions: u32,
+    /// Set when the page rejected a PIN on that IST day: no more attempts that day.
+    pub pin_rejected_day: Option<String>,
+    /// The last TOTP time step typed into the page: never typed again.
+    pub last_totp_step: Option<u64>,
+}
+
+impl AccountState {
+    /// PIN submissions counted for `day` (a new day starts at zero).
+    pub fn pin_submissions_on(&self, day: &str) -> u32 {
+        if self.pin_day.as_deref() == Some(day) { self.pin_submissions } else { 0 }
+    }
+}
+
+/// The per-account files under `{state_dir}/accounts/`.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    pub fn new(state_dir: &Path) -> Self {
+        Self { dir: state_dir.join("accounts") }
+    }
+
+    fn path(&self, account: &str) -> PathBuf {
+        self.dir.join(format!("{account}.json"))
+    }
+
+    pub fn load(&self, account: &str) -> Result<AccountState, StateError> {
+        let path = self.path(account);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AccountState::default()),
+            Err(source) => Err(StateError::Read { path, source }),
+        }
+    }
+
+    pub fn save(&self, account: &str, state: &AccountState) -> Result<(), StateError> {
+        let path = self.path(account);
+        // invariant: AccountState holds only plain data
+        let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
+        crate::sink::write_atomically(&path, &bytes).map_err(|source| StateError::Write { path, source })
+    }
+
+    /// Load, change, save.
+    pub fn update(&self, account: &str, change: impl FnOnce(&mut AccountState)) -> Result<AccountState, StateError> {
+        let mut state = self.load(account)?;
+        change(&mut state);
+        self.save(account, &state)?;
+        Ok(state)
+    }
+
+    /// Take the account's login lock without waiting. `Ok(None)`: another process holds it.
+    pub fn try_lock(&self, account: &str) -> Result<Option<AccountLock>, StateError> {
+        let path = self.dir.join(format!("{account}.lock"));
+        let lock_err = |source| StateError::Lock { path: path.clone(), source };
+        std::fs::create_dir_all(&self.dir).map_err(lock_err)?;
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(lock_err)?;
+        // SAFETY: flock on a descriptor we own; released when `file` closes.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(AccountLock { _file: file }));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(None) } else { Err(lock_err(err)) }
+    }
+}
+
+/// Held while an account logs in; dropping it releases the lock.
+pub struct AccountLock {
+    _file: File,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_defaults_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        assert_eq!(store.load("a").unwrap(), AccountState::default());
+        let saved = store.update("a", |s| s.generation = 7).unwrap();
+        assert_eq!(store.load("a").unwrap(), saved);
+        assert_eq!(store.load("a").unwrap().generation, 7);
+    }
+
+    #[test]
+    fn pin_count_is_per_day() {
+        let s = AccountState { pin_day: Some("2026-11-28".into()), pin_submissions: 2, ..Default::default() };
+        assert_eq!(s.pin_submissions_on("2026-11-28"), 2);
+        assert_eq!(s.pin_submissions_on("2026-11-29"), 0);
+    }
+
+    #[test]
+    fn lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let held = store.try_lock("a").unwrap().expect("first lock");
+        assert!(store.try_lock("a").unwrap().is_none());
+        drop(held);
+        assert!(store.try_lock("a").unwrap().is_some());
+    }
+}
