@@ -20,7 +20,11 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "upstox-relogin", version, about = "Logs in to Upstox every morning through a real headless browser and publishes the access token")]
+#[command(
+    name = "upstox-relogin",
+    version,
+    about = "Logs in to Upstox every morning through a real headless browser and publishes the access token"
+)]
 pub struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "UPSTOX_RELOGIN_CONFIG", default_value = "./config.toml")]
@@ -126,7 +130,8 @@ async fn login(config: Arc<Config>, selected: &[String], force: bool) -> u8 {
         }
     };
     crate::browser::sweep_stale_profiles();
-    let accounts: Vec<_> = config.accounts.iter().filter(|a| selected.is_empty() || selected.contains(&a.name)).collect();
+    let accounts: Vec<_> =
+        config.accounts.iter().filter(|a| selected.is_empty() || selected.contains(&a.name)).collect();
     let work = async {
         let mut failed = 0;
         for account in accounts {
@@ -153,14 +158,17 @@ async fn login(config: Arc<Config>, selected: &[String], force: bool) -> u8 {
 pub fn describe(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Skipped { generation, expires_at } => {
-            format!("token still valid (generation {generation}, expires {expires_at}); skipped (use --force to log in anyway)")
+            format!(
+                "token still valid (generation {generation}, expires {expires_at}); skipped (use --force to log in anyway)"
+            )
         }
         Outcome::Republished { generation, expires_at, sinks } => {
             format!("token still valid (generation {generation}, expires {expires_at}); copied to {}", sinks.join(", "))
         }
         Outcome::LoggedIn { generation, expires_at, attempts, timings, locations } => {
             let total: f64 = timings.iter().map(|t| t.elapsed.as_secs_f64()).sum();
-            let steps: Vec<String> = timings.iter().map(|t| format!("{} {:.2}s", t.step, t.elapsed.as_secs_f64())).collect();
+            let steps: Vec<String> =
+                timings.iter().map(|t| format!("{} {:.2}s", t.step, t.elapsed.as_secs_f64())).collect();
             format!(
                 "logged in (generation {generation}, expires {expires_at}, attempt {attempts}, {total:.2}s: {}); written to {}",
                 steps.join(", "),

@@ -451,7 +451,10 @@ impl RawConfig {
             .timezone
             .parse::<chrono_tz::Tz>()
             .map_err(|_| {
-                p.add("schedule.timezone", format!("unknown IANA time zone `{}` (e.g. Asia/Kolkata)", self.schedule.timezone))
+                p.add(
+                    "schedule.timezone",
+                    format!("unknown IANA time zone `{}` (e.g. Asia/Kolkata)", self.schedule.timezone),
+                )
             })
             .ok();
         let on_start = match self.schedule.on_start.as_str() {
@@ -556,7 +559,10 @@ impl RawConfig {
         if !(1..=4).contains(&l.max_pin_submissions_per_day) {
             p.add(
                 "login.max_pin_submissions_per_day",
-                format!("expected 1..=4 (Upstox blocks the account at 5 failures), got {}", l.max_pin_submissions_per_day),
+                format!(
+                    "expected 1..=4 (Upstox blocks the account at 5 failures), got {}",
+                    l.max_pin_submissions_per_day
+                ),
             );
         }
         if l.retry_min_backoff_secs > l.retry_max_backoff_secs {
@@ -564,7 +570,10 @@ impl RawConfig {
         }
         positive(p, "login.run_deadline_secs", l.run_deadline_secs);
         if l.totp_min_remaining_secs >= 25 {
-            p.add("login.totp_min_remaining_secs", format!("expected 0..=24 (a TOTP window is 30 s), got {}", l.totp_min_remaining_secs));
+            p.add(
+                "login.totp_min_remaining_secs",
+                format!("expected 0..=24 (a TOTP window is 30 s), got {}", l.totp_min_remaining_secs),
+            );
         }
         LoginPolicy {
             max_attempts: l.max_attempts,
@@ -657,7 +666,8 @@ fn validate_accounts(p: &mut Problems, raw: &[RawAccount]) -> Vec<Account> {
         if a.mobile.len() != 10 || !a.mobile.bytes().all(|b| b.is_ascii_digit()) {
             p.add(key("mobile"), "expected the 10-digit mobile number, digits only");
         }
-        let client_secret = resolve_secret(p, &key("client_secret"), &a.client_secret, &a.client_secret_env, &a.client_secret_file);
+        let client_secret =
+            resolve_secret(p, &key("client_secret"), &a.client_secret, &a.client_secret_env, &a.client_secret_file);
         let pin = resolve_secret(p, &key("pin"), &a.pin, &a.pin_env, &a.pin_file);
         if let Some(pin) = &pin
             && (pin.len() != 6 || !pin.bytes().all(|b| b.is_ascii_digit()))
@@ -765,7 +775,12 @@ fn validate_sinks(p: &mut Problems, raw: &[RawSink], account_count: usize) -> Ve
                     None
                 };
                 if url_ok {
-                    out.push(SinkConfig::Redis { url: url.clone(), key: key.clone(), channel: channel.clone(), password });
+                    out.push(SinkConfig::Redis {
+                        url: url.clone(),
+                        key: key.clone(),
+                        channel: channel.clone(),
+                        password,
+                    });
                 }
             }
         }
@@ -842,7 +857,10 @@ mod tests {
     #[test]
     fn secret_from_unset_env_names_the_variable() {
         let msg = problems(&VALID.replace("pin = \"123456\"", "pin_env = \"UPSTOX_RELOGIN_TEST_UNSET_PIN\""));
-        assert!(msg.contains("`accounts[0].pin_env`: environment variable `UPSTOX_RELOGIN_TEST_UNSET_PIN` is not set"), "{msg}");
+        assert!(
+            msg.contains("`accounts[0].pin_env`: environment variable `UPSTOX_RELOGIN_TEST_UNSET_PIN` is not set"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -894,7 +912,9 @@ mod tests {
 
     #[test]
     fn shared_sink_path_with_two_accounts_is_refused() {
-        let two = VALID.replace("{account}", "token") + &VALID[VALID.find("[[accounts]]").unwrap()..VALID.find("[[sinks]]").unwrap()].replace("primary", "second");
+        let two = VALID.replace("{account}", "token")
+            + &VALID[VALID.find("[[accounts]]").unwrap()..VALID.find("[[sinks]]").unwrap()]
+                .replace("primary", "second");
         let msg = problems(&two);
         assert!(msg.contains("`sinks[0].path`: must contain `{account}`"), "{msg}");
     }

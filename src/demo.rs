@@ -114,7 +114,9 @@ pub async fn run(output: &Path) -> u8 {
         Ok(outcome) => {
             println!("{}: {}", account.name, describe(&outcome));
             println!("Token document: {}", output.display());
-            println!("Next: copy config.toml.example to config.toml, fill in your Upstox app and account, run `upstox-relogin login`.");
+            println!(
+                "Next: copy config.toml.example to config.toml, fill in your Upstox app and account, run `upstox-relogin login`."
+            );
             EXIT_OK
         }
         Err(e) => {

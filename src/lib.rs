@@ -5,18 +5,18 @@
 //! `daemon`, `status`, `metrics` (the long-running side) → `cli`, `demo` (the commands) → `simulator` (the
 //! stand-in for Upstox used by tests, `demo` and `simulate`).
 
-pub mod config;
-pub mod secret;
-pub mod totp;
-pub mod token;
-pub mod oauth;
 pub mod browser;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod metrics;
+pub mod oauth;
+pub mod relogin;
+pub mod secret;
+pub mod simulator;
 pub mod sink;
 pub mod state;
-pub mod relogin;
-pub mod daemon;
 pub mod status;
-pub mod metrics;
-pub mod cli;
-pub mod demo;
-pub mod simulator;
+pub mod token;
+pub mod totp;

@@ -43,12 +43,32 @@ impl Metrics {
         let sink_write_failures = Family::<Labels, Counter>::default();
         let lockout_guard_refusals = Family::<Labels, Counter>::default();
         registry.register("login_attempts", "Login runs per account by result", login_attempts.clone());
-        registry.register("last_success_timestamp_seconds", "Unix time of the last successful login", last_success.clone());
-        registry.register("token_expiry_timestamp_seconds", "Unix time at which the published token expires", token_expiry.clone());
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last successful login",
+            last_success.clone(),
+        );
+        registry.register(
+            "token_expiry_timestamp_seconds",
+            "Unix time at which the published token expires",
+            token_expiry.clone(),
+        );
         registry.register("login_duration_seconds", "Duration of login steps", login_duration.clone());
         registry.register("sink_write_failures", "Failed writes per sink", sink_write_failures.clone());
-        registry.register("lockout_guard_refusals", "Logins refused by the PIN lockout guard", lockout_guard_refusals.clone());
-        Self { registry, login_attempts, last_success, token_expiry, login_duration, sink_write_failures, lockout_guard_refusals }
+        registry.register(
+            "lockout_guard_refusals",
+            "Logins refused by the PIN lockout guard",
+            lockout_guard_refusals.clone(),
+        );
+        Self {
+            registry,
+            login_attempts,
+            last_success,
+            token_expiry,
+            login_duration,
+            sink_write_failures,
+            lockout_guard_refusals,
+        }
     }
 
     fn l(pairs: &[(&str, &str)]) -> Labels {

@@ -61,7 +61,11 @@ pub enum RedirectError {
 
 /// Read the browser's current URL. `Ok(None)`: not at the redirect yet (keep polling). `Ok(Some(code))`: the
 /// redirect arrived with a `code` and the expected `state`.
-pub fn parse_redirect(current: &str, redirect_uri: &Url, expected: &CsrfState) -> Result<Option<AuthCode>, RedirectError> {
+pub fn parse_redirect(
+    current: &str,
+    redirect_uri: &Url,
+    expected: &CsrfState,
+) -> Result<Option<AuthCode>, RedirectError> {
     let Ok(url) = Url::parse(current) else { return Ok(None) };
     let same_target = url.scheme() == redirect_uri.scheme()
         && url.host_str() == redirect_uri.host_str()
@@ -169,7 +173,9 @@ impl UpstoxError {
     /// What a human should do about it, for the errors that no retry can fix.
     pub fn advice(&self) -> Option<&'static str> {
         match self.code.as_deref()? {
-            "UDAPI100069" | "UDAPI100016" => Some("check `client_id` and the client secret against the Upstox developer console"),
+            "UDAPI100069" | "UDAPI100016" => {
+                Some("check `client_id` and the client secret against the Upstox developer console")
+            }
             "UDAPI100068" => Some("`redirect_uri` must equal the app's registered redirect URL exactly"),
             "UDAPI100073" => Some("the app is inactive: reactivate it in the Upstox developer console"),
             _ => None,
@@ -345,7 +351,10 @@ mod tests {
         assert_eq!(r("http://127.0.0.1:5000/upstox/callback?code=c&state=s2"), Err(RedirectError::StateMismatch));
         assert_eq!(r("http://127.0.0.1:5000/upstox/callback?code=c"), Err(RedirectError::StateMissing));
         assert_eq!(r("http://127.0.0.1:5000/upstox/callback?state=s1"), Err(RedirectError::CodeMissing));
-        assert_eq!(r("http://127.0.0.1:5000/upstox/callback?error=access_denied&state=s1"), Err(RedirectError::Denied("access_denied".into())));
+        assert_eq!(
+            r("http://127.0.0.1:5000/upstox/callback?error=access_denied&state=s1"),
+            Err(RedirectError::Denied("access_denied".into()))
+        );
     }
 
     #[test]

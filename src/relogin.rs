@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
-use futures_util::future::join_all;
 use chrono::Utc;
+use futures_util::future::join_all;
 use tracing::{info, warn};
 
 use crate::browser::{self, ArtifactStore, BrowserError, FlowEvent, FlowInputs, PageRejection, StepTiming};
@@ -219,7 +219,12 @@ impl Relogin {
     }
 
     /// The held token is valid: make sure every sink has it.
-    async fn keep(&self, account: &Account, doc: TokenDocument, held: &[Option<TokenDocument>]) -> Result<Outcome, ReloginError> {
+    async fn keep(
+        &self,
+        account: &Account,
+        doc: TokenDocument,
+        held: &[Option<TokenDocument>],
+    ) -> Result<Outcome, ReloginError> {
         let missing: Vec<&Sink> =
             self.sinks.iter().zip(held).filter(|(_, h)| h.as_ref() != Some(&doc)).map(|(s, _)| s).collect();
         let generation = doc.generation;
@@ -275,7 +280,10 @@ impl Relogin {
     }
 
     /// Whole browser logins with backoff until a token, a permanent error, the guard, or `max_attempts`.
-    async fn login_with_retries(&self, account: &Account) -> Result<(crate::oauth::TokenResponse, u32, Vec<StepTiming>), ReloginError> {
+    async fn login_with_retries(
+        &self,
+        account: &Account,
+    ) -> Result<(crate::oauth::TokenResponse, u32, Vec<StepTiming>), ReloginError> {
         let policy = &self.config.login;
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(policy.retry_min_backoff)
@@ -300,7 +308,10 @@ impl Relogin {
     }
 
     /// One browser login and, if it yields a code, its one exchange.
-    async fn login_once(&self, account: &Account) -> Result<(crate::oauth::TokenResponse, Vec<StepTiming>), ReloginError> {
+    async fn login_once(
+        &self,
+        account: &Account,
+    ) -> Result<(crate::oauth::TokenResponse, Vec<StepTiming>), ReloginError> {
         let day = token::ist_day(Utc::now());
         let cap = self.config.login.max_pin_submissions_per_day;
         let state = self.state.load(&account.name)?;
@@ -328,7 +339,9 @@ impl Relogin {
                 FlowEvent::PinSubmitting => {
                     let current = store.load(&name).map_err(|e| error_chain(&e))?;
                     if current.pin_submissions_on(&day) >= cap {
-                        return Err(format!("{cap} PIN submissions today already (`login.max_pin_submissions_per_day`)"));
+                        return Err(format!(
+                            "{cap} PIN submissions today already (`login.max_pin_submissions_per_day`)"
+                        ));
                     }
                     store.update(&name, |s| {
                         s.pin_submissions = s.pin_submissions_on(&day) + 1;
@@ -345,8 +358,10 @@ impl Relogin {
                 for t in &failure.timings {
                     self.metrics.step_duration(t.step, t.elapsed.as_secs_f64());
                 }
-                if let BrowserError::Rejected { rejection: PageRejection::WrongPin(_) | PageRejection::AccountBlocked(_), .. } =
-                    &failure.error
+                if let BrowserError::Rejected {
+                    rejection: PageRejection::WrongPin(_) | PageRejection::AccountBlocked(_),
+                    ..
+                } = &failure.error
                 {
                     self.state.update(&account.name, |s| s.pin_rejected_day = Some(day.clone()))?;
                 }
@@ -359,7 +374,8 @@ impl Relogin {
             self.metrics.step_duration(t.step, t.elapsed.as_secs_f64());
         }
         let exchange_started = Instant::now();
-        let response = self.api.exchange(account, outcome.code).await.map_err(|error| ReloginError::Exchange { error })?;
+        let response =
+            self.api.exchange(account, outcome.code).await.map_err(|error| ReloginError::Exchange { error })?;
         let elapsed = exchange_started.elapsed();
         self.metrics.step_duration("exchange", elapsed.as_secs_f64());
         info!(step = "exchange", elapsed_ms = elapsed.as_millis() as u64, "step done");

@@ -22,10 +22,7 @@ pub fn expiry_for(issued_at: DateTime<Utc>) -> DateTime<FixedOffset> {
     }
     let naive = day.and_time(cutoff);
     // Kolkata has had a fixed +05:30 offset since 1945: every local time maps to exactly one instant.
-    let expiry = Kolkata
-        .from_local_datetime(&naive)
-        .single()
-        .expect("Asia/Kolkata has no DST gaps or folds");
+    let expiry = Kolkata.from_local_datetime(&naive).single().expect("Asia/Kolkata has no DST gaps or folds");
     expiry.fixed_offset()
 }
 

@@ -20,11 +20,8 @@ pub enum TotpError {
 
 /// Upper-case, drop spaces, dashes and `=` padding, then check it decodes and is long enough.
 pub fn normalise_secret(raw: &str) -> Result<String, TotpError> {
-    let cleaned: String = raw
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-' && *c != '=')
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
+    let cleaned: String =
+        raw.chars().filter(|c| !c.is_whitespace() && *c != '-' && *c != '=').map(|c| c.to_ascii_uppercase()).collect();
     let bytes = Secret::try_from_base32(&cleaned).map_err(|_| TotpError::NotBase32)?.as_bytes().to_vec();
     if cleaned.is_empty() {
         return Err(TotpError::NotBase32);
@@ -63,7 +60,10 @@ impl TotpGenerator {
 
     /// The code for the window containing `unix_secs`.
     pub fn code_at(&self, unix_secs: u64) -> TotpCode {
-        TotpCode { code: crate::secret::OneTimeCode::new(self.totp.generate(unix_secs).to_string()), step: unix_secs / STEP_SECS }
+        TotpCode {
+            code: crate::secret::OneTimeCode::new(self.totp.generate(unix_secs).to_string()),
+            step: unix_secs / STEP_SECS,
+        }
     }
 }
 

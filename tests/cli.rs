@@ -30,7 +30,11 @@ fn check(toml: &str) -> (i32, String, String) {
     let path = dir.path().join("config.toml");
     std::fs::write(&path, toml).unwrap();
     let out = bin().arg("--config").arg(&path).arg("check-config").output().unwrap();
-    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]

@@ -31,8 +31,22 @@ async fn login_publishes_the_document_then_skips_then_force_logs_in_again() {
     assert!(doc["issued_at"].as_str().unwrap().ends_with("+05:30"));
     // The contract's field order, as written in the file.
     let text = std::fs::read_to_string(rig.token_path()).unwrap();
-    let order = ["account", "access_token", "extended_token", "token_type", "user_id", "user_name", "email", "exchanges", "products", "issued_at", "expires_at", "generation"];
-    let positions: Vec<usize> = order.iter().map(|k| text.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} missing"))).collect();
+    let order = [
+        "account",
+        "access_token",
+        "extended_token",
+        "token_type",
+        "user_id",
+        "user_name",
+        "email",
+        "exchanges",
+        "products",
+        "issued_at",
+        "expires_at",
+        "generation",
+    ];
+    let positions: Vec<usize> =
+        order.iter().map(|k| text.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} missing"))).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "field order differs from the contract:\n{text}");
     assert_eq!(doc.as_object().unwrap().len(), order.len());
     let mode = std::fs::metadata(rig.token_path()).unwrap().permissions().mode() & 0o777;
@@ -42,7 +56,10 @@ async fn login_publishes_the_document_then_skips_then_force_logs_in_again() {
     assert_eq!(journal.token_posts.len(), 1, "one code POSTed once");
     assert_eq!(journal.codes_issued, journal.token_posts);
     let state = &journal.states_seen[0];
-    assert!(state.len() >= 32 && state.chars().all(|c| c.is_ascii_hexdigit()), "state `{state}` is not ≥128 bits of hex");
+    assert!(
+        state.len() >= 32 && state.chars().all(|c| c.is_ascii_hexdigit()),
+        "state `{state}` is not ≥128 bits of hex"
+    );
 
     // A valid published token is kept: no browser, no new code.
     let second = rig.cli(&config, &["login"]).await;
@@ -96,7 +113,8 @@ async fn wrong_pin_is_a_typed_error_submitted_once_and_the_old_token_survives() 
     assert_eq!(std::fs::read(rig.token_path()).unwrap(), before, "published token byte-identical");
 
     // Failure artifacts exist and carry no PIN.
-    let failures: Vec<_> = std::fs::read_dir(rig.state_dir().join("failures")).unwrap().map(|e| e.unwrap().path()).collect();
+    let failures: Vec<_> =
+        std::fs::read_dir(rig.state_dir().join("failures")).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(failures.iter().any(|p| p.extension().is_some_and(|e| e == "png")), "{failures:?}");
     for p in failures.iter().filter(|p| p.extension().is_some_and(|e| e == "html")) {
         let html = std::fs::read_to_string(p).unwrap();

@@ -124,7 +124,10 @@ mod tests {
         let html = r#"<input id="pinCode" value="123456"><p>mobile 9876543210</p><input value="x" id="a">"#;
         let out = scrub.html(html);
         assert!(!out.contains("123456") && !out.contains("9876543210"), "{out}");
-        assert_eq!(out, r#"<input id="pinCode" value="[redacted]"><p>mobile [redacted]</p><input value="[redacted]" id="a">"#);
+        assert_eq!(
+            out,
+            r#"<input id="pinCode" value="[redacted]"><p>mobile [redacted]</p><input value="[redacted]" id="a">"#
+        );
     }
 
     #[test]
@@ -135,8 +138,17 @@ mod tests {
             std::fs::write(dir.path().join(format!("{stamp}.html")), b"h").unwrap();
         }
         ArtifactStore::new(dir.path().to_path_buf(), 2).prune();
-        let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut left: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         left.sort();
-        assert_eq!(left, ["20260102T000000Z-a-pin.html", "20260102T000000Z-a-pin.png", "20260103T000000Z-a-otp.html", "20260103T000000Z-a-otp.png"]);
+        assert_eq!(
+            left,
+            [
+                "20260102T000000Z-a-pin.html",
+                "20260102T000000Z-a-pin.png",
+                "20260103T000000Z-a-otp.html",
+                "20260103T000000Z-a-otp.png"
+            ]
+        );
     }
 }

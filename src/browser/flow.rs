@@ -144,7 +144,12 @@ enum Seen<T> {
 impl Run<'_> {
     async fn walk(&mut self, observe: &mut Observer<'_>) -> Result<AuthCode, BrowserError> {
         let cfg = self.inputs.browser;
-        let url = oauth::authorize_url(self.inputs.authorize_url, self.inputs.client_id, self.inputs.redirect_uri, self.state);
+        let url = oauth::authorize_url(
+            self.inputs.authorize_url,
+            self.inputs.client_id,
+            self.inputs.redirect_uri,
+            self.state,
+        );
         let started = Instant::now();
         self.client.goto(url.as_str()).await.map_err(|source| BrowserError::WebDriver { action: "goto", source })?;
         let steps = steps(&cfg.selectors);
@@ -224,7 +229,11 @@ impl Run<'_> {
         .await
     }
 
-    async fn fresh_totp(&self, last_used: &mut Option<u64>, observe: &mut Observer<'_>) -> Result<totp::TotpCode, BrowserError> {
+    async fn fresh_totp(
+        &self,
+        last_used: &mut Option<u64>,
+        observe: &mut Observer<'_>,
+    ) -> Result<totp::TotpCode, BrowserError> {
         loop {
             let now = unix_now();
             match totp::plan(now, self.inputs.totp_min_remaining.as_secs(), *last_used) {
@@ -247,7 +256,12 @@ impl Run<'_> {
         }
     }
 
-    async fn type_and_submit(&self, input: &fantoccini::elements::Element, step: &Step, value: &str) -> Result<(), BrowserError> {
+    async fn type_and_submit(
+        &self,
+        input: &fantoccini::elements::Element,
+        step: &Step,
+        value: &str,
+    ) -> Result<(), BrowserError> {
         type_into(input, value).await?;
         let button = self.wait_for_enabled(step).await?;
         button.click().await.map_err(|source| BrowserError::WebDriver { action: "click", source })
@@ -306,7 +320,11 @@ impl Run<'_> {
                 Seen::Waiting => {}
             }
             if Instant::now() >= deadline {
-                return Err(BrowserError::ElementTimeout { step, selector: selector.to_owned(), timeout: cfg.step_timeout });
+                return Err(BrowserError::ElementTimeout {
+                    step,
+                    selector: selector.to_owned(),
+                    timeout: cfg.step_timeout,
+                });
             }
         }
     }

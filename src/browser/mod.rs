@@ -67,7 +67,10 @@ pub enum BrowserError {
     DriverExited { binary: PathBuf, status: String, log_tail: String },
     #[error("chromedriver at `{url}` was not ready within {waited:?}{}", log_suffix(log_tail))]
     DriverNotReady { url: String, waited: Duration, log_tail: String },
-    #[error("cannot create a browser session at WebDriver `{webdriver}` (as root Chromium needs --no-sandbox; headed mode needs an X server){}", log_suffix(log_tail))]
+    #[error(
+        "cannot create a browser session at WebDriver `{webdriver}` (as root Chromium needs --no-sandbox; headed mode needs an X server){}",
+        log_suffix(log_tail)
+    )]
     Session {
         webdriver: String,
         #[source]
@@ -85,13 +88,19 @@ pub enum BrowserError {
         #[source]
         source: fantoccini::error::CmdError,
     },
-    #[error("step `{step}`: element `{selector}` did not appear within {timeout:?} (is `browser.selectors.{step}_*` still right?)")]
+    #[error(
+        "step `{step}`: element `{selector}` did not appear within {timeout:?} (is `browser.selectors.{step}_*` still right?)"
+    )]
     ElementTimeout { step: &'static str, selector: String, timeout: Duration },
     #[error("step `{step}`: the page refused the input: \"{}\"", rejection.text())]
     Rejected { step: &'static str, rejection: PageRejection },
-    #[error("the login page is a bot-block page (\"{title}\") instead of the login form: try `browser.headless = false` under xvfb-run or a realistic `browser.user_agent`")]
+    #[error(
+        "the login page is a bot-block page (\"{title}\") instead of the login form: try `browser.headless = false` under xvfb-run or a realistic `browser.user_agent`"
+    )]
     BotBlocked { title: String },
-    #[error("no redirect to `{redirect_uri}` within {timeout:?} after the PIN; the outcome is unknown (last page: {last_url})")]
+    #[error(
+        "no redirect to `{redirect_uri}` within {timeout:?} after the PIN; the outcome is unknown (last page: {last_url})"
+    )]
     RedirectTimeout { redirect_uri: String, timeout: Duration, last_url: String },
     #[error(transparent)]
     Redirect(#[from] RedirectError),
@@ -117,14 +126,22 @@ impl BrowserError {
     pub fn advice(&self) -> Option<&'static str> {
         match self {
             BrowserError::Rejected { rejection, .. } => match rejection {
-                PageRejection::WrongPin(_) => Some("check the account's `pin`; no further PIN is tried today (Upstox blocks after 5 failures)"),
-                PageRejection::TotpRejected(_) => Some("check `totp_secret` (the base32 key shown when enabling TOTP) and this machine's clock"),
-                PageRejection::AccountBlocked(_) => Some("the Upstox account is blocked: unblock it on upstox.com (PAN + OTP), then run `login` again"),
+                PageRejection::WrongPin(_) => {
+                    Some("check the account's `pin`; no further PIN is tried today (Upstox blocks after 5 failures)")
+                }
+                PageRejection::TotpRejected(_) => {
+                    Some("check `totp_secret` (the base32 key shown when enabling TOTP) and this machine's clock")
+                }
+                PageRejection::AccountBlocked(_) => {
+                    Some("the Upstox account is blocked: unblock it on upstox.com (PAN + OTP), then run `login` again")
+                }
                 PageRejection::WrongMobile(_) => Some("check the account's `mobile`"),
                 PageRejection::Other(_) => None,
             },
             BrowserError::BotBlocked { .. } => Some("Upstox's bot protection blocked the browser"),
-            BrowserError::Redirect(_) => Some("the redirect after the PIN did not carry our `state`: check that nothing rewrites redirects (proxy, extension) and that `redirect_uri` is the app's own"),
+            BrowserError::Redirect(_) => Some(
+                "the redirect after the PIN did not carry our `state`: check that nothing rewrites redirects (proxy, extension) and that `redirect_uri` is the app's own",
+            ),
             _ => None,
         }
     }
@@ -140,7 +157,9 @@ mod tests {
         assert!(matches!(PageRejection::classify("You have entered an incorrect PIN"), WrongPin(_)));
         assert!(matches!(PageRejection::classify("Invalid OTP"), TotpRejected(_)));
         assert!(matches!(
-            PageRejection::classify("Your account has been blocked due to multiple incorrect attempts. Please reset your PIN to unblock."),
+            PageRejection::classify(
+                "Your account has been blocked due to multiple incorrect attempts. Please reset your PIN to unblock."
+            ),
             AccountBlocked(_)
         ));
         assert!(matches!(PageRejection::classify("Mobile number is not registered with Upstox"), WrongMobile(_)));

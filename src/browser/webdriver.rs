@@ -89,9 +89,9 @@ impl Browser {
     /// Ordered teardown; never fails (problems are logged).
     pub async fn close(mut self) {
         if let Some(client) = self.client.take()
-            && let Err(e) = tokio::time::timeout(Duration::from_secs(10), client.close()).await.unwrap_or_else(|_| {
-                Err(fantoccini::error::CmdError::NotJson("timed out deleting the session".into()))
-            })
+            && let Err(e) = tokio::time::timeout(Duration::from_secs(10), client.close())
+                .await
+                .unwrap_or_else(|_| Err(fantoccini::error::CmdError::NotJson("timed out deleting the session".into())))
         {
             tracing::debug!(error = %e, "closing the WebDriver session failed; killing the driver");
         }
@@ -207,17 +207,21 @@ async fn spawn_chromedriver(binary: &Path, tmp: &Path) -> Result<(SpawnedDriver,
 
 /// Poll `GET /status` until chromedriver says `ready`, or it exits, or the timeout passes.
 async fn wait_ready(driver: &mut SpawnedDriver, url: &Url, binary: &Path) -> Result<(), BrowserError> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().map_err(|e| BrowserError::DriverSpawn {
-        binary: binary.to_path_buf(),
-        source: std::io::Error::other(e),
-    })?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| BrowserError::DriverSpawn { binary: binary.to_path_buf(), source: std::io::Error::other(e) })?;
     let status = url.join("status").expect("valid path");
     let started = Instant::now();
     let mut interval = tokio::time::interval(Duration::from_millis(10));
     loop {
         interval.tick().await;
         if let Ok(Some(exit)) = driver.child.try_wait() {
-            return Err(BrowserError::DriverExited { binary: binary.to_path_buf(), status: exit.to_string(), log_tail: driver.log_tail() });
+            return Err(BrowserError::DriverExited {
+                binary: binary.to_path_buf(),
+                status: exit.to_string(),
+                log_tail: driver.log_tail(),
+            });
         }
         if let Ok(resp) = http.get(status.clone()).send().await
             && let Ok(body) = resp.json::<serde_json::Value>().await
@@ -226,7 +230,11 @@ async fn wait_ready(driver: &mut SpawnedDriver, url: &Url, binary: &Path) -> Res
             return Ok(());
         }
         if started.elapsed() > DRIVER_READY_TIMEOUT {
-            return Err(BrowserError::DriverNotReady { url: url.to_string(), waited: DRIVER_READY_TIMEOUT, log_tail: driver.log_tail() });
+            return Err(BrowserError::DriverNotReady {
+                url: url.to_string(),
+                waited: DRIVER_READY_TIMEOUT,
+                log_tail: driver.log_tail(),
+            });
         }
     }
 }
@@ -271,7 +279,8 @@ pub fn sweep_stale_profiles() -> usize {
         let Some(rest) = name.strip_prefix(PROFILE_PREFIX) else { continue };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
         // SAFETY: kill(pid, 0) only checks that the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        let alive =
+            unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
         if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
             removed += 1;
         }

@@ -74,9 +74,7 @@ enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::ClientOrRedirect | ApiError::AuthCode | ApiError::GrantType => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::ClientOrRedirect | ApiError::AuthCode | ApiError::GrantType => StatusCode::BAD_REQUEST,
             ApiError::ClientCredentials | ApiError::Token => StatusCode::UNAUTHORIZED,
             ApiError::Internal => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -121,18 +119,9 @@ pub(super) async fn dialog(State(sim): State<SharedState>, RawQuery(query): RawQ
     if let Some(s) = &state_param {
         state.journal.states_seen.push(s.clone());
     }
-    let client = sim
-        .config
-        .clients
-        .iter()
-        .find(|c| Some(c.client_id.as_str()) == get("client_id"));
+    let client = sim.config.clients.iter().find(|c| Some(c.client_id.as_str()) == get("client_id"));
     let client = match client {
-        Some(c)
-            if get("response_type") == Some("code")
-                && get("redirect_uri") == Some(c.redirect_uri.as_str()) =>
-        {
-            c
-        }
+        Some(c) if get("response_type") == Some("code") && get("redirect_uri") == Some(c.redirect_uri.as_str()) => c,
         _ => return ApiError::ClientOrRedirect.respond(KeyCase::Snake),
     };
     let session_id = random_alphanumeric(24);
@@ -153,11 +142,7 @@ pub(super) async fn dialog(State(sim): State<SharedState>, RawQuery(query): RawQ
         .append_pair("client_id", &client.client_id)
         .append_pair("user_type", "individual")
         .finish();
-    (
-        StatusCode::FOUND,
-        [(header::LOCATION, format!("/login?{query}"))],
-    )
-        .into_response()
+    (StatusCode::FOUND, [(header::LOCATION, format!("/login?{query}"))]).into_response()
 }
 
 /// The flat token success body: exactly these 12 fields, in Upstox's order.
@@ -208,16 +193,15 @@ pub(super) async fn token(State(sim): State<SharedState>, body: String) -> Respo
     if field("grant_type") != "authorization_code" {
         return ApiError::GrantType.respond(KeyCase::Camel);
     }
-    let client_ok =
-        sim.config.clients.iter().any(|c| {
-            c.client_id == field("client_id") && c.client_secret == field("client_secret")
-        });
+    let client_ok = sim
+        .config
+        .clients
+        .iter()
+        .any(|c| c.client_id == field("client_id") && c.client_secret == field("client_secret"));
     if !client_ok {
         return ApiError::ClientCredentials.respond(KeyCase::Camel);
     }
-    let Some(issued) =
-        issued.filter(|i| i.client_id == field("client_id") && i.issued.elapsed() <= CODE_TTL)
-    else {
+    let Some(issued) = issued.filter(|i| i.client_id == field("client_id") && i.issued.elapsed() <= CODE_TTL) else {
         return ApiError::AuthCode.respond(KeyCase::Camel);
     };
     if issued.redirect_uri != field("redirect_uri") {
@@ -227,20 +211,8 @@ pub(super) async fn token(State(sim): State<SharedState>, body: String) -> Respo
     let now = Utc::now();
     let expires_at = expiry_for(now).with_timezone(&Utc);
     let access_token = mint_jwt(user, now, expires_at, false);
-    let extended_token = mint_jwt(
-        user,
-        now,
-        now + chrono::Duration::days(EXTENDED_TOKEN_DAYS),
-        true,
-    );
-    state.tokens.insert(
-        access_token.clone(),
-        IssuedToken {
-            user: issued.user,
-            expires_at,
-            revoked: false,
-        },
-    );
+    let extended_token = mint_jwt(user, now, now + chrono::Duration::days(EXTENDED_TOKEN_DAYS), true);
+    state.tokens.insert(access_token.clone(), IssuedToken { user: issued.user, expires_at, revoked: false });
     state.journal.access_tokens_issued += 1;
     drop(state);
     tracing::info!(user_id = %user.user_id, %expires_at, "simulator issued an access token");
@@ -265,18 +237,13 @@ pub(super) async fn token(State(sim): State<SharedState>, body: String) -> Respo
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 /// `GET /v2/user/profile`.
 pub(super) async fn profile(State(sim): State<SharedState>, headers: HeaderMap) -> Response {
     let state = sim.lock();
-    let live = bearer(&headers)
-        .and_then(|t| state.tokens.get(t))
-        .filter(|t| is_live(t, Utc::now()));
+    let live = bearer(&headers).and_then(|t| state.tokens.get(t)).filter(|t| is_live(t, Utc::now()));
     let Some(token) = live else {
         return ApiError::Token.respond(KeyCase::Snake);
     };
@@ -299,9 +266,7 @@ pub(super) async fn profile(State(sim): State<SharedState>, headers: HeaderMap) 
 /// `DELETE /v2/logout`: revoke the bearer token.
 pub(super) async fn logout(State(sim): State<SharedState>, headers: HeaderMap) -> Response {
     let mut state = sim.lock();
-    let live = bearer(&headers)
-        .and_then(|t| state.tokens.get_mut(t))
-        .filter(|t| is_live(t, Utc::now()));
+    let live = bearer(&headers).and_then(|t| state.tokens.get_mut(t)).filter(|t| is_live(t, Utc::now()));
     let Some(token) = live else {
         return ApiError::Token.respond(KeyCase::Snake);
     };
@@ -349,10 +314,7 @@ fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize]));
         }
@@ -370,14 +332,7 @@ mod tests {
 
     #[test]
     fn base64url_matches_rfc4648_vectors() {
-        let cases = [
-            ("", ""),
-            ("f", "Zg"),
-            ("fo", "Zm8"),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg"),
-            ("fooba", "Zm9vYmE"),
-        ];
+        let cases = [("", ""), ("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg"), ("fooba", "Zm9vYmE")];
         for (input, expected) in cases {
             assert_eq!(base64url(input.as_bytes()), expected);
         }
@@ -420,26 +375,14 @@ mod tests {
             ("client_id", "nope"),
             ("redirect_uri", &h.client().redirect_uri),
         ]);
-        assert_error(
-            h.get(unknown_client).await,
-            StatusCode::BAD_REQUEST,
-            "UDAPI100068",
-            KeyCase::Snake,
-        )
-        .await;
+        assert_error(h.get(unknown_client).await, StatusCode::BAD_REQUEST, "UDAPI100068", KeyCase::Snake).await;
 
         let token_flow = h.dialog_url_with(&[
             ("response_type", "token"),
             ("client_id", &h.client().client_id),
             ("redirect_uri", &h.client().redirect_uri),
         ]);
-        assert_error(
-            h.get(token_flow).await,
-            StatusCode::BAD_REQUEST,
-            "UDAPI100068",
-            KeyCase::Snake,
-        )
-        .await;
+        assert_error(h.get(token_flow).await, StatusCode::BAD_REQUEST, "UDAPI100068", KeyCase::Snake).await;
     }
 
     #[tokio::test]
@@ -451,12 +394,7 @@ mod tests {
         let after = Utc::now();
         assert_eq!(res.status(), StatusCode::OK);
         let body: serde_json::Value = res.json().await.unwrap();
-        let mut keys: Vec<&str> = body
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort_unstable();
         let mut expected = [
             "email",
@@ -481,28 +419,19 @@ mod tests {
         assert_eq!(body["products"], json!(PRODUCTS));
         assert_eq!(body["order_types"], json!(ORDER_TYPES));
         assert_eq!(
-            (
-                body["user_type"].as_str(),
-                body["poa"].as_bool(),
-                body["is_active"].as_bool()
-            ),
+            (body["user_type"].as_str(), body["poa"].as_bool(), body["is_active"].as_bool()),
             (Some("individual"), Some(false), Some(true))
         );
         for key in ["access_token", "extended_token"] {
             let token = body[key].as_str().unwrap();
-            assert!(
-                token.starts_with("eyJ") && token.len() >= 100,
-                "{key} has a JWT shape"
-            );
+            assert!(token.starts_with("eyJ") && token.len() >= 100, "{key} has a JWT shape");
         }
         assert_ne!(body["access_token"], body["extended_token"]);
         let journal = h.sim.journal();
         assert_eq!(journal.token_posts, [code]);
         assert_eq!(journal.access_tokens_issued, 1);
-        let expires_at =
-            h.sim.shared.lock().tokens[body["access_token"].as_str().unwrap()].expires_at;
-        let expected_expiry =
-            [expiry_for(before), expiry_for(after)].map(|e| e.with_timezone(&Utc));
+        let expires_at = h.sim.shared.lock().tokens[body["access_token"].as_str().unwrap()].expires_at;
+        let expected_expiry = [expiry_for(before), expiry_for(after)].map(|e| e.with_timezone(&Utc));
         assert!(expected_expiry.contains(&expires_at), "{expires_at}");
     }
 
@@ -510,18 +439,9 @@ mod tests {
     async fn a_code_works_once() {
         let h = Harness::start().await;
         let code = h.login(0).await;
-        assert_eq!(
-            h.exchange(&code, &h.client().client_secret).await.status(),
-            StatusCode::OK
-        );
+        assert_eq!(h.exchange(&code, &h.client().client_secret).await.status(), StatusCode::OK);
         let again = h.exchange(&code, &h.client().client_secret).await;
-        assert_error(
-            again,
-            StatusCode::BAD_REQUEST,
-            "UDAPI100057",
-            KeyCase::Camel,
-        )
-        .await;
+        assert_error(again, StatusCode::BAD_REQUEST, "UDAPI100057", KeyCase::Camel).await;
         assert_eq!(h.sim.journal().token_posts, [code.clone(), code]);
         assert_eq!(h.sim.journal().access_tokens_issued, 1);
     }
@@ -531,52 +451,21 @@ mod tests {
         let h = Harness::start().await;
         let code = h.login(0).await;
         let wrong = h.exchange(&code, "not-the-secret").await;
-        assert_error(
-            wrong,
-            StatusCode::UNAUTHORIZED,
-            "UDAPI100069",
-            KeyCase::Camel,
-        )
-        .await;
+        assert_error(wrong, StatusCode::UNAUTHORIZED, "UDAPI100069", KeyCase::Camel).await;
         let right = h.exchange(&code, &h.client().client_secret).await;
-        assert_error(
-            right,
-            StatusCode::BAD_REQUEST,
-            "UDAPI100057",
-            KeyCase::Camel,
-        )
-        .await;
+        assert_error(right, StatusCode::BAD_REQUEST, "UDAPI100057", KeyCase::Camel).await;
     }
 
     #[tokio::test]
     async fn token_5xx_fault_answers_503_and_still_burns_the_code() {
-        let h = Harness::start_with(Faults {
-            token_5xx_first: 1,
-            ..Faults::default()
-        })
-        .await;
+        let h = Harness::start_with(Faults { token_5xx_first: 1, ..Faults::default() }).await;
         let code = h.login(0).await;
         let first = h.exchange(&code, &h.client().client_secret).await;
-        assert_error(
-            first,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UDAPI100500",
-            KeyCase::Camel,
-        )
-        .await;
+        assert_error(first, StatusCode::SERVICE_UNAVAILABLE, "UDAPI100500", KeyCase::Camel).await;
         let retry = h.exchange(&code, &h.client().client_secret).await;
-        assert_error(
-            retry,
-            StatusCode::BAD_REQUEST,
-            "UDAPI100057",
-            KeyCase::Camel,
-        )
-        .await;
+        assert_error(retry, StatusCode::BAD_REQUEST, "UDAPI100057", KeyCase::Camel).await;
         let fresh = h.login(1).await;
-        assert_eq!(
-            h.exchange(&fresh, &h.client().client_secret).await.status(),
-            StatusCode::OK
-        );
+        assert_eq!(h.exchange(&fresh, &h.client().client_secret).await.status(), StatusCode::OK);
     }
 
     fn token_form<'a>(h: &'a Harness, code: &'a str) -> Vec<(&'static str, &'a str)> {
@@ -596,21 +485,9 @@ mod tests {
         let code = h.login(0).await;
         let mut form = token_form(&h, &code);
         form[3].1 = "http://127.0.0.1:9/other";
-        assert_error(
-            h.post_token(&form).await,
-            StatusCode::BAD_REQUEST,
-            "UDAPI100068",
-            KeyCase::Camel,
-        )
-        .await;
+        assert_error(h.post_token(&form).await, StatusCode::BAD_REQUEST, "UDAPI100068", KeyCase::Camel).await;
         let again = h.exchange(&code, &h.client().client_secret).await;
-        assert_error(
-            again,
-            StatusCode::BAD_REQUEST,
-            "UDAPI100057",
-            KeyCase::Camel,
-        )
-        .await;
+        assert_error(again, StatusCode::BAD_REQUEST, "UDAPI100057", KeyCase::Camel).await;
     }
 
     #[tokio::test]
@@ -619,39 +496,19 @@ mod tests {
         let code = h.login(0).await;
         let mut form = token_form(&h, &code);
         form[4].1 = "client_credentials";
-        assert_error(
-            h.post_token(&form).await,
-            StatusCode::BAD_REQUEST,
-            "UDAPI100036",
-            KeyCase::Camel,
-        )
-        .await;
+        assert_error(h.post_token(&form).await, StatusCode::BAD_REQUEST, "UDAPI100036", KeyCase::Camel).await;
     }
 
     #[tokio::test]
     async fn token_rejects_an_expired_or_unknown_code() {
         let h = Harness::start().await;
         let code = h.login(0).await;
-        let backdated = Instant::now()
-            .checked_sub(CODE_TTL + Duration::from_secs(1))
-            .unwrap();
+        let backdated = Instant::now().checked_sub(CODE_TTL + Duration::from_secs(1)).unwrap();
         h.sim.shared.lock().codes.get_mut(&code).unwrap().issued = backdated;
         let expired = h.exchange(&code, &h.client().client_secret).await;
-        assert_error(
-            expired,
-            StatusCode::BAD_REQUEST,
-            "UDAPI100057",
-            KeyCase::Camel,
-        )
-        .await;
+        assert_error(expired, StatusCode::BAD_REQUEST, "UDAPI100057", KeyCase::Camel).await;
         let unknown = h.exchange("AbC123", &h.client().client_secret).await;
-        assert_error(
-            unknown,
-            StatusCode::BAD_REQUEST,
-            "UDAPI100057",
-            KeyCase::Camel,
-        )
-        .await;
+        assert_error(unknown, StatusCode::BAD_REQUEST, "UDAPI100057", KeyCase::Camel).await;
         assert_eq!(h.sim.journal().token_posts, [code.as_str(), "AbC123"]);
     }
 
@@ -669,35 +526,11 @@ mod tests {
         assert_eq!(body["data"]["ddpi"], false);
 
         let forged = format!("{}x", token);
-        assert_error(
-            h.profile(Some(&forged)).await,
-            StatusCode::UNAUTHORIZED,
-            "UDAPI100050",
-            KeyCase::Snake,
-        )
-        .await;
-        assert_error(
-            h.profile(None).await,
-            StatusCode::UNAUTHORIZED,
-            "UDAPI100050",
-            KeyCase::Snake,
-        )
-        .await;
+        assert_error(h.profile(Some(&forged)).await, StatusCode::UNAUTHORIZED, "UDAPI100050", KeyCase::Snake).await;
+        assert_error(h.profile(None).await, StatusCode::UNAUTHORIZED, "UDAPI100050", KeyCase::Snake).await;
 
-        h.sim
-            .shared
-            .lock()
-            .tokens
-            .get_mut(&token)
-            .unwrap()
-            .expires_at = Utc::now() - chrono::Duration::seconds(1);
-        assert_error(
-            h.profile(Some(&token)).await,
-            StatusCode::UNAUTHORIZED,
-            "UDAPI100050",
-            KeyCase::Snake,
-        )
-        .await;
+        h.sim.shared.lock().tokens.get_mut(&token).unwrap().expires_at = Utc::now() - chrono::Duration::seconds(1);
+        assert_error(h.profile(Some(&token)).await, StatusCode::UNAUTHORIZED, "UDAPI100050", KeyCase::Snake).await;
     }
 
     #[tokio::test]
@@ -706,45 +539,17 @@ mod tests {
         let token = h.access_token().await;
         let res = h.logout(&token).await;
         assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(
-            res.json::<serde_json::Value>().await.unwrap(),
-            json!({"status": "success", "data": true})
-        );
-        assert_error(
-            h.profile(Some(&token)).await,
-            StatusCode::UNAUTHORIZED,
-            "UDAPI100050",
-            KeyCase::Snake,
-        )
-        .await;
-        assert_error(
-            h.logout(&token).await,
-            StatusCode::UNAUTHORIZED,
-            "UDAPI100050",
-            KeyCase::Snake,
-        )
-        .await;
+        assert_eq!(res.json::<serde_json::Value>().await.unwrap(), json!({"status": "success", "data": true}));
+        assert_error(h.profile(Some(&token)).await, StatusCode::UNAUTHORIZED, "UDAPI100050", KeyCase::Snake).await;
+        assert_error(h.logout(&token).await, StatusCode::UNAUTHORIZED, "UDAPI100050", KeyCase::Snake).await;
     }
 
     #[tokio::test]
     async fn unknown_routes_and_methods_answer_the_envelope() {
         let h = Harness::start().await;
-        let res = h
-            .get(h.sim.base_url().join("v2/nothing?x=1").unwrap())
-            .await;
+        let res = h.get(h.sim.base_url().join("v2/nothing?x=1").unwrap()).await;
         assert_error(res, StatusCode::NOT_FOUND, "UDAPI100404", KeyCase::Snake).await;
-        let res = h
-            .http
-            .post(h.sim.base_url().join("v2/user/profile").unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_error(
-            res,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "UDAPI100405",
-            KeyCase::Snake,
-        )
-        .await;
+        let res = h.http.post(h.sim.base_url().join("v2/user/profile").unwrap()).send().await.unwrap();
+        assert_error(res, StatusCode::METHOD_NOT_ALLOWED, "UDAPI100405", KeyCase::Snake).await;
     }
 }

@@ -18,10 +18,7 @@ use serde_json::{Value, json};
 use totp_rs::{Algorithm, Builder, Secret};
 
 use super::api::{KeyCase, envelope, success};
-use super::{
-    CODE_TTL, IssuedCode, Shared, SharedState, State as SimState, Step, random_alphanumeric,
-    random_hex,
-};
+use super::{CODE_TTL, IssuedCode, Shared, SharedState, State as SimState, Step, random_alphanumeric, random_hex};
 
 /// The app shell: an empty `#app` container and the script that hydrates it.
 const LOGIN_HTML: &str = include_str!("login.html");
@@ -53,9 +50,7 @@ enum LoginError {
     InvalidOtp,
     #[error("You have entered an incorrect PIN")]
     WrongPin,
-    #[error(
-        "Your account has been blocked due to multiple incorrect attempts. Please reset your PIN to unblock."
-    )]
+    #[error("Your account has been blocked due to multiple incorrect attempts. Please reset your PIN to unblock.")]
     Blocked,
 }
 
@@ -86,25 +81,14 @@ pub(super) async fn page(State(sim): State<SharedState>, headers: HeaderMap) -> 
 
 /// Cloudflare's "Error 1010" page: the browser's signature was banned.
 fn bot_block(headers: &HeaderMap) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("login.upstox.com");
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("login.upstox.com");
     let host = html_escape(host);
     let ray = format!("{}-BOM", random_hex(16));
     let body = BLOCKED_HTML
         .replace("{{ray}}", &ray)
-        .replace(
-            "{{when}}",
-            &chrono::Utc::now()
-                .format("%Y-%m-%d %H:%M:%S UTC")
-                .to_string(),
-        )
+        .replace("{{when}}", &chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .replace("{{host}}", &host);
-    let headers = [
-        (header::SERVER, "cloudflare".to_owned()),
-        (header::CACHE_CONTROL, "no-store".to_owned()),
-    ];
+    let headers = [(header::SERVER, "cloudflare".to_owned()), (header::CACHE_CONTROL, "no-store".to_owned())];
     let mut response = (StatusCode::FORBIDDEN, headers, Html(body)).into_response();
     if let Ok(value) = ray.parse() {
         response.headers_mut().insert("cf-ray", value);
@@ -113,10 +97,7 @@ fn bot_block(headers: &HeaderMap) -> Response {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Every backend XHR waits `faults.step_delay_ms` first.
@@ -135,14 +116,7 @@ fn respond(result: Result<Value, LoginError>) -> Response {
 }
 
 fn mask_mobile(mobile: &str) -> String {
-    let tail: String = mobile
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let tail: String = mobile.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
     format!("******{tail}")
 }
 
@@ -189,28 +163,15 @@ pub(super) async fn mobile(
     respond(submit_mobile(&sim, &mut state, &id, &body.mobile_number))
 }
 
-fn submit_mobile(
-    sim: &Shared,
-    state: &mut SimState,
-    id: &str,
-    mobile: &str,
-) -> Result<Value, LoginError> {
-    let step = state
-        .live_session(id)
-        .ok_or(LoginError::SessionExpired)?
-        .step;
+fn submit_mobile(sim: &Shared, state: &mut SimState, id: &str, mobile: &str) -> Result<Value, LoginError> {
+    let step = state.live_session(id).ok_or(LoginError::SessionExpired)?.step;
     if !matches!(step, Step::Mobile | Step::Otp { .. }) {
         return Err(LoginError::OutOfOrder);
     }
     if !is_digits(mobile, MOBILE_DIGITS) {
         return Err(LoginError::MobileFormat);
     }
-    let user = sim
-        .config
-        .users
-        .iter()
-        .position(|u| u.mobile == mobile)
-        .ok_or(LoginError::UnknownMobile)?;
+    let user = sim.config.users.iter().position(|u| u.mobile == mobile).ok_or(LoginError::UnknownMobile)?;
     if state.users[user].blocked {
         return Err(LoginError::Blocked);
     }
@@ -242,22 +203,11 @@ pub(super) async fn otp(
     respond(submit_otp(&sim, &mut state, &id, &body.otp, now))
 }
 
-fn submit_otp(
-    sim: &Shared,
-    state: &mut SimState,
-    id: &str,
-    otp: &str,
-    now: u64,
-) -> Result<Value, LoginError> {
-    let Step::Otp { user } = state
-        .live_session(id)
-        .ok_or(LoginError::SessionExpired)?
-        .step
-    else {
+fn submit_otp(sim: &Shared, state: &mut SimState, id: &str, otp: &str, now: u64) -> Result<Value, LoginError> {
+    let Step::Otp { user } = state.live_session(id).ok_or(LoginError::SessionExpired)?.step else {
         return Err(LoginError::OutOfOrder);
     };
-    let time_step =
-        totp_step(&sim.config.users[user].totp_secret, otp, now).ok_or(LoginError::InvalidOtp)?;
+    let time_step = totp_step(&sim.config.users[user].totp_secret, otp, now).ok_or(LoginError::InvalidOtp)?;
     if state.users[user].used_totp_steps.contains(&time_step) {
         return Err(LoginError::InvalidOtp);
     }
@@ -277,10 +227,7 @@ fn totp_step(secret: &str, code: &str, now: u64) -> Option<u64> {
     if !is_digits(code, TOTP_DIGITS) {
         return None;
     }
-    let cleaned: String = secret
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '=')
-        .collect();
+    let cleaned: String = secret.chars().filter(|c| !c.is_whitespace() && *c != '=').collect();
     let secret = Secret::try_from_base32(cleaned.to_ascii_uppercase()).ok()?;
     let totp = Builder::new()
         .with_algorithm(Algorithm::SHA1)
@@ -313,17 +260,8 @@ pub(super) async fn pin(
     respond(submit_pin(&sim, &mut state, &id, &body.pin))
 }
 
-fn submit_pin(
-    sim: &Shared,
-    state: &mut SimState,
-    id: &str,
-    pin: &str,
-) -> Result<Value, LoginError> {
-    let Step::Pin { user } = state
-        .live_session(id)
-        .ok_or(LoginError::SessionExpired)?
-        .step
-    else {
+fn submit_pin(sim: &Shared, state: &mut SimState, id: &str, pin: &str) -> Result<Value, LoginError> {
+    let Step::Pin { user } = state.live_session(id).ok_or(LoginError::SessionExpired)?.step else {
         return Err(LoginError::OutOfOrder);
     };
     if state.users[user].blocked {
@@ -341,10 +279,7 @@ fn submit_pin(
         return Err(LoginError::WrongPin);
     }
     state.users[user].wrong_pins = 0;
-    let session = state
-        .sessions
-        .remove(id)
-        .ok_or(LoginError::SessionExpired)?;
+    let session = state.sessions.remove(id).ok_or(LoginError::SessionExpired)?;
     let code = loop {
         let candidate = random_alphanumeric(CODE_LEN);
         if !state.journal.codes_issued.contains(&candidate) {
@@ -387,29 +322,10 @@ mod tests {
         let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
         assert_eq!(totp_step(secret, "287082", 59), Some(1));
         assert_eq!(totp_step(secret, "081804", 1_111_111_109), Some(37_037_036));
-        assert_eq!(
-            totp_step(secret, "081804", 1_111_111_109 + 30),
-            Some(37_037_036),
-            "previous step accepted"
-        );
-        assert_eq!(
-            totp_step(secret, "081804", 1_111_111_109 - 30),
-            Some(37_037_036),
-            "next step accepted"
-        );
-        assert_eq!(
-            totp_step(secret, "081804", 1_111_111_109 + 60),
-            None,
-            "two steps late"
-        );
-        assert_eq!(
-            totp_step(
-                "gezd gnbv gy3t qojq gezd gnbv gy3t qojq",
-                "081804",
-                1_111_111_109
-            ),
-            Some(37_037_036)
-        );
+        assert_eq!(totp_step(secret, "081804", 1_111_111_109 + 30), Some(37_037_036), "previous step accepted");
+        assert_eq!(totp_step(secret, "081804", 1_111_111_109 - 30), Some(37_037_036), "next step accepted");
+        assert_eq!(totp_step(secret, "081804", 1_111_111_109 + 60), None, "two steps late");
+        assert_eq!(totp_step("gezd gnbv gy3t qojq gezd gnbv gy3t qojq", "081804", 1_111_111_109), Some(37_037_036));
         assert_eq!(totp_step(secret, "81804", 1_111_111_109), None);
         assert_eq!(totp_step(secret, "08180a", 1_111_111_109), None);
     }
@@ -417,60 +333,32 @@ mod tests {
     #[tokio::test]
     async fn page_is_an_empty_app_shell_on_every_step_path() {
         let h = Harness::start().await;
-        for path in [
-            "login?user_id=x&client_id=y&user_type=individual",
-            "login/otp?user_id=x",
-            "login/pin",
-        ] {
+        for path in ["login?user_id=x&client_id=y&user_type=individual", "login/otp?user_id=x", "login/pin"] {
             let res = h.get(h.url(path)).await;
             assert_eq!(res.status(), StatusCode::OK);
-            assert!(
-                res.headers()[header::CONTENT_TYPE]
-                    .to_str()
-                    .unwrap()
-                    .starts_with("text/html")
-            );
+            assert!(res.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
             let html = res.text().await.unwrap();
             assert!(html.contains("<title>Upstox Login</title>"));
             assert!(html.contains(r#"<div id="app"></div>"#));
             let (markup, script) = html.split_once("<script>").unwrap();
-            assert!(
-                script.contains("/login/api/session/"),
-                "the script hydrates from the backend"
-            );
-            assert_eq!(
-                markup.matches(" id=").count(),
-                1,
-                "only the app container before hydration"
-            );
+            assert!(script.contains("/login/api/session/"), "the script hydrates from the backend");
+            assert_eq!(markup.matches(" id=").count(), 1, "only the app container before hydration");
         }
     }
 
     #[tokio::test]
     async fn bot_block_replaces_the_page_with_cloudflare_1010() {
-        let h = Harness::start_with(Faults {
-            bot_block: true,
-            ..Faults::default()
-        })
-        .await;
+        let h = Harness::start_with(Faults { bot_block: true, ..Faults::default() }).await;
         let res = h.get(h.url("login?user_id=x")).await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
         assert_eq!(res.headers()[header::SERVER], "cloudflare");
         let html = res.text().await.unwrap();
-        for needle in [
-            "Access denied",
-            "Error",
-            "1010",
-            "has banned your access based on your browser's signature",
-        ] {
+        for needle in ["Access denied", "Error", "1010", "has banned your access based on your browser's signature"] {
             assert!(html.contains(needle), "{needle}");
         }
         assert!(!html.contains(r#"id="app""#));
         h.sim.set_faults(Faults::default());
-        assert_eq!(
-            h.get(h.url("login?user_id=x")).await.status(),
-            StatusCode::OK
-        );
+        assert_eq!(h.get(h.url("login?user_id=x")).await.status(), StatusCode::OK);
     }
 
     #[tokio::test]
@@ -478,20 +366,12 @@ mod tests {
         let h = Harness::start().await;
         let session = h.open_session(Some("a b&c=d/é")).await;
         let (status, body) = h.hydrate(&session).await;
-        assert_eq!(
-            (status, &body["data"]["step"]),
-            (StatusCode::OK, &json!("mobile"))
-        );
+        assert_eq!((status, &body["data"]["step"]), (StatusCode::OK, &json!("mobile")));
         assert_eq!(body["data"]["client_id"], h.client().client_id.as_str());
 
         let (status, body) = h.submit_mobile(&session, &h.user().mobile).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(
-            body["data"]["mobile_masked"]
-                .as_str()
-                .unwrap()
-                .ends_with(&h.user().mobile[6..])
-        );
+        assert!(body["data"]["mobile_masked"].as_str().unwrap().ends_with(&h.user().mobile[6..]));
         assert_eq!(h.hydrate(&session).await.1["data"]["step"], "otp");
 
         let otp = h.totp(0);
@@ -502,10 +382,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{body}");
         let data = &body["data"];
         let code = data["code"].as_str().unwrap();
-        assert!(
-            code.len() == 6 && code.bytes().all(|b| b.is_ascii_alphanumeric()),
-            "{code}"
-        );
+        assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_alphanumeric()), "{code}");
         assert_eq!(data["redirect_uri"], h.client().redirect_uri.as_str());
         assert_eq!(data["state"], "a b&c=d/é");
 
@@ -532,11 +409,7 @@ mod tests {
 
     #[tokio::test]
     async fn tamper_state_fault_changes_the_state_but_still_issues_the_code() {
-        let h = Harness::start_with(Faults {
-            tamper_state: true,
-            ..Faults::default()
-        })
-        .await;
+        let h = Harness::start_with(Faults { tamper_state: true, ..Faults::default() }).await;
         let session = h.session_at_pin(0).await;
         let (status, body) = h.submit_pin(&session, &h.user().pin).await;
         assert_eq!(status, StatusCode::OK);
@@ -553,17 +426,10 @@ mod tests {
         assert!(message(&body).contains("expired"));
 
         let session = h.open_session(Some("s")).await;
-        let other = if h.user().mobile == "9999999999" {
-            "9999999998"
-        } else {
-            "9999999999"
-        };
+        let other = if h.user().mobile == "9999999999" { "9999999998" } else { "9999999999" };
         let (status, body) = h.submit_mobile(&session, other).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(
-            message(&body),
-            "Mobile number is not registered with Upstox"
-        );
+        assert_eq!(message(&body), "Mobile number is not registered with Upstox");
         let (status, body) = h.submit_mobile(&session, "12345").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_error_body(&body, "INVALID_MOBILE", KeyCase::Snake);
@@ -594,21 +460,10 @@ mod tests {
         h.submit_mobile(&session, &h.user().mobile).await;
         let replay = h.totp(0);
         let (status, body) = h.submit_otp(&session, &replay).await;
-        assert_eq!(
-            (status, message(&body)),
-            (StatusCode::BAD_REQUEST, "Invalid OTP"),
-            "replayed time step"
-        );
-        let wrong = if replay == "000000" {
-            "111111"
-        } else {
-            "000000"
-        };
+        assert_eq!((status, message(&body)), (StatusCode::BAD_REQUEST, "Invalid OTP"), "replayed time step");
+        let wrong = if replay == "000000" { "111111" } else { "000000" };
         let (status, body) = h.submit_otp(&session, wrong).await;
-        assert_eq!(
-            (status, message(&body)),
-            (StatusCode::BAD_REQUEST, "Invalid OTP")
-        );
+        assert_eq!((status, message(&body)), (StatusCode::BAD_REQUEST, "Invalid OTP"));
         let (status, _) = h.submit_otp(&session, &h.totp(1)).await;
         assert_eq!(status, StatusCode::OK, "the next time step is still fresh");
         assert_eq!(h.sim.journal().totp_submissions.len(), 4);
@@ -616,18 +471,11 @@ mod tests {
 
     #[tokio::test]
     async fn reject_first_totp_fault_rejects_exactly_one_valid_code() {
-        let h = Harness::start_with(Faults {
-            reject_first_totp: true,
-            ..Faults::default()
-        })
-        .await;
+        let h = Harness::start_with(Faults { reject_first_totp: true, ..Faults::default() }).await;
         let session = h.open_session(Some("s")).await;
         h.submit_mobile(&session, &h.user().mobile).await;
         let (status, body) = h.submit_otp(&session, &h.totp(0)).await;
-        assert_eq!(
-            (status, message(&body)),
-            (StatusCode::BAD_REQUEST, "Invalid OTP")
-        );
+        assert_eq!((status, message(&body)), (StatusCode::BAD_REQUEST, "Invalid OTP"));
         assert_eq!(h.submit_otp(&session, &h.totp(1)).await.0, StatusCode::OK);
     }
 
@@ -635,24 +483,13 @@ mod tests {
     async fn five_wrong_pins_block_the_user_across_sessions() {
         let h = Harness::start().await;
         let session = h.session_at_pin(0).await;
-        let wrong = if h.user().pin == "000000" {
-            "111111"
-        } else {
-            "000000"
-        };
+        let wrong = if h.user().pin == "000000" { "111111" } else { "000000" };
         for _ in 0..5 {
             let (status, body) = h.submit_pin(&session, wrong).await;
-            assert_eq!(
-                (status, message(&body)),
-                (StatusCode::BAD_REQUEST, "You have entered an incorrect PIN")
-            );
+            assert_eq!((status, message(&body)), (StatusCode::BAD_REQUEST, "You have entered an incorrect PIN"));
         }
         let (status, body) = h.submit_pin(&session, &h.user().pin).await;
-        assert_eq!(
-            (status, message(&body)),
-            (StatusCode::FORBIDDEN, BLOCKED),
-            "even the right PIN"
-        );
+        assert_eq!((status, message(&body)), (StatusCode::FORBIDDEN, BLOCKED), "even the right PIN");
 
         let fresh = h.open_session(Some("s")).await;
         let (status, body) = h.submit_mobile(&fresh, &h.user().mobile).await;
@@ -665,46 +502,22 @@ mod tests {
 
     #[tokio::test]
     async fn pin_lock_after_is_configurable_and_a_success_resets_the_count() {
-        let h = Harness::start_with(Faults {
-            pin_lock_after: 2,
-            ..Faults::default()
-        })
-        .await;
-        let wrong = if h.user().pin == "000000" {
-            "111111"
-        } else {
-            "000000"
-        };
+        let h = Harness::start_with(Faults { pin_lock_after: 2, ..Faults::default() }).await;
+        let wrong = if h.user().pin == "000000" { "111111" } else { "000000" };
         let session = h.session_at_pin(0).await;
-        assert_eq!(
-            h.submit_pin(&session, wrong).await.0,
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            h.submit_pin(&session, &h.user().pin).await.0,
-            StatusCode::OK
-        );
+        assert_eq!(h.submit_pin(&session, wrong).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(h.submit_pin(&session, &h.user().pin).await.0, StatusCode::OK);
 
         let session = h.session_at_pin(1).await;
-        assert_eq!(
-            h.submit_pin(&session, wrong).await.0,
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            h.submit_pin(&session, wrong).await.0,
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(h.submit_pin(&session, wrong).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(h.submit_pin(&session, wrong).await.0, StatusCode::BAD_REQUEST);
         let (status, body) = h.submit_pin(&session, &h.user().pin).await;
         assert_eq!((status, message(&body)), (StatusCode::FORBIDDEN, BLOCKED));
     }
 
     #[tokio::test]
     async fn step_delay_holds_every_backend_answer() {
-        let h = Harness::start_with(Faults {
-            step_delay_ms: 150,
-            ..Faults::default()
-        })
-        .await;
+        let h = Harness::start_with(Faults { step_delay_ms: 150, ..Faults::default() }).await;
         let session = h.open_session(Some("s")).await;
         let started = Instant::now();
         h.hydrate(&session).await;

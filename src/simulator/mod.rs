@@ -77,11 +77,7 @@ pub struct Faults {
 
 impl Faults {
     fn pin_limit(&self) -> u32 {
-        if self.pin_lock_after == 0 {
-            DEFAULT_PIN_LOCK_AFTER
-        } else {
-            self.pin_lock_after
-        }
+        if self.pin_lock_after == 0 { DEFAULT_PIN_LOCK_AFTER } else { self.pin_lock_after }
     }
 }
 
@@ -113,22 +109,14 @@ impl SimConfig {
         let mut secret = [0u8; 20];
         rand::rng().fill(&mut secret);
         let user = SimUser {
-            mobile: format!(
-                "{}{}",
-                random_from(b"6789", 1),
-                random_from(b"0123456789", 9)
-            ),
+            mobile: format!("{}{}", random_from(b"6789", 1), random_from(b"0123456789", 9)),
             pin: random_from(b"0123456789", 6),
             totp_secret: totp_rs::Secret::from(secret).to_base32(),
             email: format!("demo.{}@example.com", user_id.to_ascii_lowercase()),
             user_id,
             user_name: "Demo Trader".to_owned(),
         };
-        SimConfig {
-            clients: vec![client],
-            users: vec![user],
-            faults: Faults::default(),
-        }
+        SimConfig { clients: vec![client], users: vec![user], faults: Faults::default() }
     }
 }
 
@@ -245,17 +233,12 @@ impl Shared {
             tokens: HashMap::new(),
             users: config.users.iter().map(|_| UserStatus::default()).collect(),
         };
-        Shared {
-            config,
-            state: Mutex::new(state),
-        }
+        Shared { config, state: Mutex::new(state) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A handler that panicked mid-update leaves the state as a test double may well see it; keep serving.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn faults(&self) -> Faults {
@@ -293,9 +276,7 @@ pub struct Simulator {
 
 impl std::fmt::Debug for Simulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulator")
-            .field("base_url", &self.base_url.as_str())
-            .finish_non_exhaustive()
+        f.debug_struct("Simulator").field("base_url", &self.base_url.as_str()).finish_non_exhaustive()
     }
 }
 
@@ -326,12 +307,7 @@ impl Simulator {
             }
         });
         tracing::info!(base_url = %base_url, "upstox simulator listening");
-        Ok(Simulator {
-            shared,
-            base_url,
-            stop: Some(stop),
-            task: Some(task),
-        })
+        Ok(Simulator { shared, base_url, stop: Some(stop), task: Some(task) })
     }
 
     /// `http://HOST:PORT/`.
@@ -375,12 +351,8 @@ impl Simulator {
             toml_string(self.authorize_url().as_str()),
             toml_string(api_base),
         );
-        let (Some(client), Some(user)) =
-            (self.config().clients.first(), self.config().users.first())
-        else {
-            out.push_str(
-                "\n# the simulator has no client or no user: no account can be configured\n",
-            );
+        let (Some(client), Some(user)) = (self.config().clients.first(), self.config().users.first()) else {
+            out.push_str("\n# the simulator has no client or no user: no account can be configured\n");
             return out;
         };
         out.push_str(&format!(
@@ -414,10 +386,7 @@ impl Simulator {
         let Some(mut task) = self.task.take() else {
             return;
         };
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
             task.abort();
         }
     }
@@ -452,9 +421,7 @@ fn toml_string(value: &str) -> String {
 /// `len` characters drawn uniformly from `alphabet` (ASCII).
 fn random_from(alphabet: &[u8], len: usize) -> String {
     let mut rng = rand::rng();
-    (0..len)
-        .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
-        .collect()
+    (0..len).map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())])).collect()
 }
 
 fn random_hex(len: usize) -> String {
@@ -462,11 +429,7 @@ fn random_hex(len: usize) -> String {
 }
 
 fn random_alphanumeric(len: usize) -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
 #[cfg(test)]
@@ -487,13 +450,7 @@ mod tests {
         assert!(user.mobile.len() == 10 && user.mobile.bytes().all(|b| b.is_ascii_digit()));
         assert!(user.pin.len() == 6 && user.pin.bytes().all(|b| b.is_ascii_digit()));
         assert_eq!(user.totp_secret.len(), 32);
-        assert_eq!(
-            totp_rs::Secret::try_from_base32(&user.totp_secret)
-                .unwrap()
-                .as_bytes()
-                .len(),
-            20
-        );
+        assert_eq!(totp_rs::Secret::try_from_base32(&user.totp_secret).unwrap().as_bytes().len(), 20);
         assert_ne!(SimConfig::demo().users[0].totp_secret, user.totp_secret);
     }
 
@@ -505,25 +462,15 @@ mod tests {
 
     #[tokio::test]
     async fn config_snippet_is_complete_toml_pointing_here() {
-        let sim = Simulator::start(SimConfig::demo(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let sim = Simulator::start(SimConfig::demo(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let dir = Path::new("/tmp/sim \"state\"");
         let snippet = sim.config_snippet(dir);
         let value: serde_json::Value =
-            figment::Figment::from(figment::providers::Toml::string(&snippet))
-                .extract()
-                .unwrap();
+            figment::Figment::from(figment::providers::Toml::string(&snippet)).extract().unwrap();
         let (client, user) = (&sim.config().clients[0], &sim.config().users[0]);
         assert_eq!(value["state_dir"], "/tmp/sim \"state\"");
-        assert_eq!(
-            value["upstox"]["authorize_url"],
-            sim.authorize_url().as_str()
-        );
-        assert_eq!(
-            value["upstox"]["api_base_url"],
-            sim.base_url().as_str().trim_end_matches('/')
-        );
+        assert_eq!(value["upstox"]["authorize_url"], sim.authorize_url().as_str());
+        assert_eq!(value["upstox"]["api_base_url"], sim.base_url().as_str().trim_end_matches('/'));
         let account = &value["accounts"][0];
         assert_eq!(account["name"], "demo");
         assert_eq!(account["client_id"], client.client_id.as_str());
@@ -533,27 +480,19 @@ mod tests {
         assert_eq!(account["pin"], user.pin.as_str());
         assert_eq!(account["totp_secret"], user.totp_secret.as_str());
         assert_eq!(value["sinks"][0]["type"], "file");
-        assert_eq!(
-            value["sinks"][0]["path"],
-            "/tmp/sim \"state\"/{account}.json"
-        );
+        assert_eq!(value["sinks"][0]["path"], "/tmp/sim \"state\"/{account}.json");
         assert_eq!(value.as_object().unwrap().len(), 4, "{value}");
         sim.shutdown().await;
     }
 
     #[tokio::test]
     async fn urls_point_at_the_bound_port() {
-        let sim = Simulator::start(SimConfig::demo(), "0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let sim = Simulator::start(SimConfig::demo(), "0.0.0.0:0".parse().unwrap()).await.unwrap();
         let base = sim.base_url();
         assert_eq!(base.host_str(), Some("127.0.0.1"));
         assert_ne!(base.port(), Some(0));
         assert_eq!(base.path(), "/");
-        assert_eq!(
-            sim.authorize_url().as_str(),
-            format!("{base}v2/login/authorization/dialog")
-        );
+        assert_eq!(sim.authorize_url().as_str(), format!("{base}v2/login/authorization/dialog"));
         sim.shutdown().await;
     }
 }

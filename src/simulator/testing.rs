@@ -19,17 +19,9 @@ impl Harness {
     }
 
     pub async fn start_with(faults: Faults) -> Harness {
-        let config = SimConfig {
-            faults,
-            ..SimConfig::demo()
-        };
-        let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
+        let config = SimConfig { faults, ..SimConfig::demo() };
+        let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Harness { sim, http }
     }
 
@@ -54,11 +46,7 @@ impl Harness {
     /// The dialog URL the real client builds, with `state` when given.
     pub fn dialog_url(&self, state: Option<&str>) -> Url {
         let c = self.client();
-        let mut pairs = vec![
-            ("response_type", "code"),
-            ("client_id", &c.client_id),
-            ("redirect_uri", &c.redirect_uri),
-        ];
+        let mut pairs = vec![("response_type", "code"), ("client_id", &c.client_id), ("redirect_uri", &c.redirect_uri)];
         pairs.extend(state.map(|s| ("state", s)));
         self.dialog_url_with(&pairs)
     }
@@ -73,17 +61,11 @@ impl Harness {
         assert_eq!(res.status(), StatusCode::FOUND);
         let location = res.headers()["location"].to_str().unwrap();
         let url = self.sim.base_url().join(location).unwrap();
-        url.query_pairs()
-            .find(|(k, _)| k == "user_id")
-            .unwrap()
-            .1
-            .into_owned()
+        url.query_pairs().find(|(k, _)| k == "user_id").unwrap().1.into_owned()
     }
 
     pub async fn hydrate(&self, session: &str) -> (StatusCode, Value) {
-        let res = self
-            .get(self.url(&format!("login/api/session/{session}")))
-            .await;
+        let res = self.get(self.url(&format!("login/api/session/{session}"))).await;
         (res.status(), res.json().await.unwrap())
     }
 
@@ -95,8 +77,7 @@ impl Harness {
     }
 
     pub async fn submit_mobile(&self, session: &str, mobile: &str) -> (StatusCode, Value) {
-        self.submit(session, "mobile", json!({"mobile_number": mobile}))
-            .await
+        self.submit(session, "mobile", json!({"mobile_number": mobile})).await
     }
 
     pub async fn submit_otp(&self, session: &str, otp: &str) -> (StatusCode, Value) {
@@ -118,15 +99,8 @@ impl Harness {
     /// Dialog → mobile → OTP; returns the session, now at the PIN step.
     pub async fn session_at_pin(&self, totp_steps_ahead: u64) -> String {
         let session = self.open_session(Some("st")).await;
-        assert_eq!(
-            self.submit_mobile(&session, &self.user().mobile.clone())
-                .await
-                .0,
-            StatusCode::OK
-        );
-        let (status, body) = self
-            .submit_otp(&session, &self.totp(totp_steps_ahead))
-            .await;
+        assert_eq!(self.submit_mobile(&session, &self.user().mobile.clone()).await.0, StatusCode::OK);
+        let (status, body) = self.submit_otp(&session, &self.totp(totp_steps_ahead)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         session
     }
@@ -141,13 +115,7 @@ impl Harness {
 
     pub async fn post_token(&self, form: &[(&str, &str)]) -> reqwest::Response {
         let url = self.url("v2/login/authorization/token");
-        self.http
-            .post(url)
-            .header("accept", "application/json")
-            .form(form)
-            .send()
-            .await
-            .unwrap()
+        self.http.post(url).header("accept", "application/json").form(form).send().await.unwrap()
     }
 
     pub async fn exchange(&self, code: &str, client_secret: &str) -> reqwest::Response {
@@ -165,12 +133,7 @@ impl Harness {
     /// Log in and exchange; returns the access token.
     pub async fn access_token(&self) -> String {
         let code = self.login(0).await;
-        let body: Value = self
-            .exchange(&code, &self.client().client_secret)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let body: Value = self.exchange(&code, &self.client().client_secret).await.json().await.unwrap();
         body["access_token"].as_str().unwrap().to_owned()
     }
 
@@ -183,22 +146,12 @@ impl Harness {
     }
 
     pub async fn logout(&self, token: &str) -> reqwest::Response {
-        self.http
-            .delete(self.url("v2/logout"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.http.delete(self.url("v2/logout")).bearer_auth(token).send().await.unwrap()
     }
 }
 
 /// The response is `status` with a one-error envelope carrying `code`, its keys spelled in `case` only.
-pub(super) async fn assert_error(
-    res: reqwest::Response,
-    status: StatusCode,
-    code: &str,
-    case: KeyCase,
-) {
+pub(super) async fn assert_error(res: reqwest::Response, status: StatusCode, code: &str, case: KeyCase) {
     assert_eq!(res.status(), status);
     let body: Value = res.json().await.unwrap();
     assert_error_body(&body, code, case);

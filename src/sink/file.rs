@@ -37,7 +37,9 @@ impl FileSink {
             write_atomically(&path, &bytes).map_err(|source| SinkError::Write { path, source })
         })
         .await
-        .unwrap_or_else(|join| Err(SinkError::Write { path: self.path_for(&doc.account), source: std::io::Error::other(join) }))
+        .unwrap_or_else(|join| {
+            Err(SinkError::Write { path: self.path_for(&doc.account), source: std::io::Error::other(join) })
+        })
     }
 
     pub async fn read(&self, account: &str) -> Result<Option<TokenDocument>, SinkError> {
@@ -100,7 +102,8 @@ mod tests {
         write_atomically(&target, b"two").unwrap();
         let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let names: Vec<_> = std::fs::read_dir(target.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(target.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("token.json")]);
     }
 }

@@ -8,8 +8,8 @@ mod file;
 mod redis;
 
 pub use file::FileSink;
-pub use redis::RedisSink;
 pub use file::write_atomically;
+pub use redis::RedisSink;
 
 use crate::config::SinkConfig;
 use crate::token::TokenDocument;

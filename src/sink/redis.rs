@@ -26,7 +26,12 @@ pub struct RedisSink {
 }
 
 impl RedisSink {
-    pub fn new(url: &str, key: &str, channel: Option<String>, password: Option<ClientSecret>) -> Result<Self, SinkError> {
+    pub fn new(
+        url: &str,
+        key: &str,
+        channel: Option<String>,
+        password: Option<ClientSecret>,
+    ) -> Result<Self, SinkError> {
         let display_url = redact_url(url);
         let redis_error = |source| SinkError::Redis { url: display_url.clone(), key: key.to_owned(), source };
         let mut info = redis::IntoConnectionInfo::into_connection_info(url).map_err(redis_error)?;
@@ -93,7 +98,8 @@ impl RedisSink {
     }
 
     pub async fn read(&self, account: &str) -> Result<Option<TokenDocument>, SinkError> {
-        let result: Result<Option<Vec<u8>>, _> = async { self.connection().await?.get(self.key_for(account)).await }.await;
+        let result: Result<Option<Vec<u8>>, _> =
+            async { self.connection().await?.get(self.key_for(account)).await }.await;
         match result {
             Ok(Some(bytes)) => parse_document(format!("redis key {}", self.key_for(account)), &bytes).map(Some),
             Ok(None) => Ok(None),
