@@ -133,6 +133,7 @@ fn capabilities(config: &BrowserConfig, profile: Option<&Path>) -> serde_json::M
         "--no-first-run",
         "--disable-sync",
         "--disable-extensions",
+        "--disable-breakpad",
         "--disable-default-apps",
         "--no-default-browser-check",
         "--window-size=1280,900",

@@ -1,0 +1,157 @@
+//! `run` against the simulator: start-up catch-up, cron ticks in Asia/Kolkata, the four endpoints, no overlapping
+//! runs, and a clean stop on SIGTERM with no browser left.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::{Rig, free_port, http_get, wait_for};
+use upstox_relogin::simulator::Faults;
+
+struct Daemon {
+    child: tokio::process::Child,
+    base: String,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    async fn start(rig: &Rig, schedule: &str) -> Daemon {
+        let port = free_port();
+        let top = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{schedule}");
+        let config = rig.write_config(&rig.config_toml(&top, ""));
+        let log = rig.path("daemon.log");
+        let mut cmd = rig.command(&config, &["run"], &[]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+        let child = cmd.spawn().expect("daemon starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let health = format!("{base}/healthz");
+        wait_for("/healthz", Duration::from_secs(15), || {
+            let health = health.clone();
+            async move { http_get(&health).await.filter(|(s, _)| *s == 200) }
+        })
+        .await;
+        Daemon { child, base, log }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("{}{path}", self.base)).await.expect("daemon answers")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code and how long the stop took.
+    async fn terminate(mut self) -> (i32, Duration, String) {
+        let pid = self.child.id().expect("running") as i32;
+        let started = Instant::now();
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.expect("stops").unwrap();
+        (status.code().unwrap_or(-1), started.elapsed(), self.log())
+    }
+}
+
+async fn metric(d: &Daemon, needle: &str) -> Option<f64> {
+    let (_, body) = d.get("/metrics").await;
+    body.lines().find(|l| l.starts_with(needle)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_logs_in_at_start_skips_while_valid_serves_endpoints_and_stops_on_sigterm() {
+    let rig = Rig::start().await;
+    let d = Daemon::start(
+        &rig,
+        "[schedule]\ncron = \"*/2 * * * * *\"\ntimezone = \"Asia/Kolkata\"\non_start = \"if-stale\"\n",
+    )
+    .await;
+
+    // The start-up catch-up logs in (stale: nothing published yet).
+    let ready = format!("{}/readyz", d.base);
+    wait_for("/readyz to turn 200", Duration::from_secs(60), || {
+        let ready = ready.clone();
+        async move { http_get(&ready).await.filter(|(s, _)| *s == 200) }
+    })
+    .await;
+    let token = rig.read_token();
+    assert_eq!(token["generation"], 1);
+
+    // Cron ticks find the token valid and skip.
+    wait_for("a skipped cron tick", Duration::from_secs(20), || async {
+        metric(&d, "upstox_relogin_login_attempts_total{account=\"primary\",result=\"skipped\"}")
+            .await
+            .filter(|v| *v >= 1.0)
+    })
+    .await;
+    assert_eq!(rig.sim.journal().token_posts.len(), 1, "ticks did not log in again");
+
+    let (status, body) = d.get("/status").await;
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["accounts"][0]["generation"], 1);
+    assert_eq!(json["timezone"], "Asia/Kolkata");
+    assert!(json["next_run"].as_str().unwrap().ends_with("+05:30"), "{body}");
+    assert!(!body.contains(token["access_token"].as_str().unwrap()), "no token in /status");
+    assert!(!body.contains(token["extended_token"].as_str().unwrap()));
+    let (status, metrics) = d.get("/metrics").await;
+    assert_eq!(status, 200);
+    for name in [
+        "upstox_relogin_login_attempts_total{account=\"primary\",result=\"success\"} 1",
+        "upstox_relogin_token_expiry_timestamp_seconds{account=\"primary\"}",
+        "upstox_relogin_last_success_timestamp_seconds{account=\"primary\"}",
+        "upstox_relogin_login_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+
+    // Between logins no browser exists.
+    rig.assert_no_browser_left();
+    let (code, took, log) = d.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+    rig.assert_no_browser_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_ticks_are_skipped_and_sigterm_cancels_an_inflight_login() {
+    // Every page step takes 1.5 s, so one login spans several one-second ticks.
+    let rig = Rig::with_faults(Faults { step_delay_ms: 1500, ..Faults::default() }).await;
+    let d = Daemon::start(&rig, "[schedule]\ncron = \"* * * * * *\"\non_start = \"never\"\n").await;
+    let sim = &rig.sim;
+    wait_for("the login to reach the PIN step", Duration::from_secs(30), || async {
+        (!sim.journal().totp_submissions.is_empty()).then_some(())
+    })
+    .await;
+    let (status, _) = d.get("/readyz").await;
+    assert_eq!(status, 503, "not ready while no token is published");
+    let (code, took, log) = d.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+    assert!(log.contains("a run is still in progress; this one is skipped"), "{log}");
+    assert_eq!(log.matches("run started").count(), 1, "only one run ever started:\n{log}");
+    assert!(sim.journal().token_posts.is_empty(), "the cancelled login exchanged nothing");
+    assert!(!rig.token_path().exists());
+    rig.assert_no_browser_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_cli_reports_without_the_daemon_and_never_shows_a_token() {
+    let rig = Rig::start().await;
+    let config = rig.default_config();
+    rig.cli(&config, &["login"]).await.assert_code(0);
+    let run = rig.cli(&config, &["status", "--json"]).await;
+    run.assert_code(0);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let a = &json["accounts"][0];
+    assert_eq!(
+        (a["name"].as_str(), a["token_present"].as_bool(), a["generation"].as_u64()),
+        (Some("primary"), Some(true), Some(1))
+    );
+    assert_eq!(a["last_attempt"]["result"], "success");
+    let token = rig.read_token();
+    assert!(!run.stdout().contains(token["access_token"].as_str().unwrap()));
+    let human = rig.cli(&config, &["status"]).await;
+    human.assert_code(0);
+    assert!(human.stdout().contains("primary: valid until"), "{}", human.stdout());
+}
