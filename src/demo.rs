@@ -39,6 +39,12 @@ pub struct SimulateArgs {
     /// Fault: the final redirect carries a `state` other than the one sent (a forged redirect).
     #[arg(long)]
     pub tamper_state: bool,
+    /// Fault: the PIN is answered this much later (longer than `browser.step_timeout_secs`: an unknown outcome).
+    #[arg(long, default_value_t = 0)]
+    pub pin_delay_ms: u64,
+    /// Fault: every `Date` header is this many seconds off (the clock-skew warning).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub date_skew_secs: i64,
 }
 
 /// `simulate`: serve until SIGINT/SIGTERM.
@@ -51,6 +57,8 @@ pub async fn simulate(args: SimulateArgs) -> u8 {
         bot_block: args.bot_block,
         pin_lock_after: args.pin_lock_after,
         tamper_state: args.tamper_state,
+        pin_delay_ms: args.pin_delay_ms,
+        date_skew_secs: args.date_skew_secs,
     };
     let sim = match Simulator::start(config, args.listen).await {
         Ok(s) => s,

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::Deserialize;
 use url::Url;
@@ -235,10 +236,22 @@ pub enum TokenCheck {
     Rejected(UpstoxError),
 }
 
-/// The thin reqwest adapter for the two API calls a login makes.
+/// How far the local clock is ahead of the server's (negative: behind), from a response's `Date` header and the
+/// local times the request was sent and its answer received. `Date` carries whole seconds (the server's clock was
+/// somewhere in `[date, date + 1 s)`), so its middle is compared with the middle of the round trip. `None` when the
+/// header is not an HTTP date.
+pub fn clock_skew(date_header: &str, sent: DateTime<Utc>, received: DateTime<Utc>) -> Option<chrono::Duration> {
+    let server = DateTime::parse_from_rfc2822(date_header.trim()).ok()?.with_timezone(&Utc);
+    let server_mid = server + chrono::Duration::milliseconds(500);
+    let local_mid = sent + (received - sent) / 2;
+    Some(local_mid - server_mid)
+}
+
+/// The thin reqwest adapter for the API calls a login makes.
 #[derive(Clone)]
 pub struct UpstoxApi {
     http: reqwest::Client,
+    base_url: Url,
     token_url: Url,
     profile_url: Url,
 }
@@ -251,7 +264,12 @@ impl UpstoxApi {
             .connect_timeout(Duration::from_secs(10).min(config.http_timeout))
             .user_agent(concat!("upstox-relogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, token_url: config.token_url(), profile_url: config.profile_url() })
+        Ok(Self {
+            http,
+            base_url: config.api_base_url.clone(),
+            token_url: config.token_url(),
+            profile_url: config.profile_url(),
+        })
     }
 
     /// POST the code. Consumes it: whatever happens, it is never sent again.
@@ -269,6 +287,16 @@ impl UpstoxApi {
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(transport)?;
         interpret_token_response(status, &body)
+    }
+
+    /// The local clock's offset from the API server's, from the `Date` header of a `HEAD` on the API base URL (any
+    /// status will do). `Ok(None)`: the answer had no usable `Date`.
+    pub async fn clock_skew(&self) -> Result<Option<chrono::Duration>, reqwest::Error> {
+        let sent = Utc::now();
+        let response = self.http.head(self.base_url.clone()).send().await?;
+        let received = Utc::now();
+        let date = response.headers().get(reqwest::header::DATE).and_then(|v| v.to_str().ok());
+        Ok(date.and_then(|d| clock_skew(d, sent, received)))
     }
 
     /// Ask the profile endpoint whether `token` is accepted. Transport failures are errors, not verdicts.
@@ -384,6 +412,22 @@ mod tests {
         assert_eq!((t.user_id.as_str(), t.access_token.expose()), ("AB1234", "eyJ.acc"));
         assert_eq!(t.extended_token.unwrap().expose(), "eyJ.ext");
         assert!(!format!("{:?}", interpret_token_response(200, body).unwrap()).contains("eyJ"));
+    }
+
+    #[test]
+    fn clock_skew_compares_round_trip_middles() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let date = "Sat, 28 Nov 2026 08:30:05 GMT";
+        // Sent at :05.2, answered at :05.8: the server said :05 (so :05.5 on average): no skew.
+        let skew = clock_skew(date, at("2026-11-28T08:30:05.2Z"), at("2026-11-28T08:30:05.8Z")).unwrap();
+        assert_eq!(skew, chrono::Duration::zero());
+        // The local clock reads 3 s later than the server's.
+        let skew = clock_skew(date, at("2026-11-28T08:30:08.4Z"), at("2026-11-28T08:30:08.6Z")).unwrap();
+        assert_eq!(skew, chrono::Duration::seconds(3));
+        // Behind, and across a day in another offset.
+        let skew = clock_skew(date, at("2026-11-28T14:00:00.5+05:30"), at("2026-11-28T14:00:00.5+05:30")).unwrap();
+        assert_eq!(skew, chrono::Duration::seconds(-5));
+        assert_eq!(clock_skew("yesterday", at("2026-11-28T08:30:05Z"), at("2026-11-28T08:30:05Z")), None);
     }
 
     #[test]

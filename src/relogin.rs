@@ -26,6 +26,10 @@ use crate::totp::TotpGenerator;
 /// Tries of one sink write within a run, and the first pause between them (doubling).
 const SINK_TRIES: u32 = 4;
 const SINK_FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// A clock further than this from Upstox's gets a warning: TOTP codes near a window's edge start failing.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(2);
+/// How long the clock check may hold up a login.
+const CLOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -291,6 +295,7 @@ impl Relogin {
             .with_jitter()
             .without_max_times()
             .build();
+        self.check_clock().await;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -382,6 +387,27 @@ impl Relogin {
         let mut timings = outcome.timings;
         timings.push(StepTiming { step: "exchange", elapsed });
         Ok((response, timings))
+    }
+
+    /// Compare the local clock with the `Date` of Upstox's API and warn when they differ by more than
+    /// `MAX_CLOCK_SKEW`. Never fails a login: an unreachable API is the exchange's problem.
+    async fn check_clock(&self) {
+        match tokio::time::timeout(CLOCK_CHECK_TIMEOUT, self.api.clock_skew()).await {
+            Ok(Ok(Some(skew))) => {
+                let secs = skew.num_milliseconds() as f64 / 1000.0;
+                if skew.abs() > chrono::Duration::from_std(MAX_CLOCK_SKEW).unwrap_or(chrono::Duration::MAX) {
+                    warn!(
+                        skew_secs = secs,
+                        "the local clock is {secs:+.1}s off Upstox's (`Date` header): TOTP codes may be rejected; sync this machine's clock (NTP)"
+                    );
+                } else {
+                    tracing::debug!(skew_secs = secs, "local clock agrees with Upstox's");
+                }
+            }
+            Ok(Ok(None)) => tracing::debug!("Upstox's answer had no `Date` header; clock not checked"),
+            Ok(Err(e)) => tracing::debug!(error = %error_chain(&e), "cannot check the clock against Upstox's"),
+            Err(_) => tracing::debug!(timeout = ?CLOCK_CHECK_TIMEOUT, "clock check timed out"),
+        }
     }
 
     fn guard(&self, account: &Account, state: &AccountState, day: &str, cap: u32) -> Result<(), ReloginError> {

@@ -53,6 +53,20 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    /// A failed assertion must not leave the daemon's browser behind: ask for a clean stop first (SIGTERM lets it
+    /// tear its browser down), then let `kill_on_drop` finish the job.
+    fn drop(&mut self) {
+        let Some(pid) = self.child.id() else { return };
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::yield_now();
+        }
+    }
+}
+
 async fn metric(d: &Daemon, needle: &str) -> Option<f64> {
     let (_, body) = d.get("/metrics").await;
     body.lines().find(|l| l.starts_with(needle)).and_then(|l| l.rsplit(' ').next()?.parse().ok())

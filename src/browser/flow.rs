@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use fantoccini::error::CmdError;
 use fantoccini::{Client, Locator};
 use url::Url;
 
@@ -151,13 +152,18 @@ impl Run<'_> {
             self.state,
         );
         let started = Instant::now();
-        self.client.goto(url.as_str()).await.map_err(|source| BrowserError::WebDriver { action: "goto", source })?;
+        self.client.goto(url.as_str()).await.map_err(failed("dialog", "goto"))?;
         let steps = steps(&cfg.selectors);
         let mut last_totp = self.inputs.last_totp_step;
         let mut step_started = started;
+        // The input that signalled the previous step's success, reused rather than looked up again.
+        let mut found = None;
         for (i, step) in steps.iter().enumerate() {
             self.current = step.name;
-            let input = self.wait_for_input(step, i == 0).await?;
+            let input = match found.take() {
+                Some(input) => input,
+                None => self.wait_for_input(step, i == 0).await?,
+            };
             if i == 0 {
                 record(&mut self.timings, self.inputs.account, "dialog", started);
                 step_started = Instant::now();
@@ -166,21 +172,23 @@ impl Run<'_> {
                 Field::Mobile => self.type_and_submit(&input, step, self.inputs.mobile).await?,
                 Field::Totp => self.submit_totp(&input, step, &mut last_totp, observe).await?,
                 Field::Pin => {
-                    type_into(&input, self.inputs.pin.expose()).await?;
+                    type_into(&input, step.name, self.inputs.pin.expose()).await?;
                     let button = self.wait_for_enabled(step).await?;
-                    observe(FlowEvent::PinSubmitting).map_err(|reason| BrowserError::Rejected {
-                        step: "pin",
-                        rejection: PageRejection::Other(format!("not submitted: {reason}")),
-                    })?;
-                    button.click().await.map_err(|source| BrowserError::WebDriver { action: "click", source })?;
+                    observe(FlowEvent::PinSubmitting).map_err(|reason| BrowserError::Vetoed { step: "pin", reason })?;
+                    button.click().await.map_err(failed(step.name, "click"))?;
                 }
             }
             if let Some(next) = steps.get(i + 1) {
                 // The next step's input appearing is the success signal of this one (the URL is no signal: the
                 // app pushStates it before the backend has answered).
                 self.current = next.name;
-                let next_input = Locator::Css(&next.input);
-                self.poll(step.name, &next.input, |c| async move { Ok(c.find(next_input).await.ok()) }).await?;
+                let (name, next_input) = (step.name, next.input.as_str());
+                let input = self
+                    .poll(step.name, &next.input, |c| async move {
+                        tolerate(name, "find", c.find(Locator::Css(next_input)).await)
+                    })
+                    .await?;
+                found = Some(input);
                 self.current = step.name;
                 record(&mut self.timings, self.inputs.account, step.name, step_started);
                 step_started = Instant::now();
@@ -202,12 +210,12 @@ impl Run<'_> {
         let next_input = steps(&self.inputs.browser.selectors)[2].input.clone();
         for attempt in 0..2 {
             let code = self.fresh_totp(last_used, observe).await?;
-            type_into(input, code.code.expose()).await?;
+            type_into(input, step.name, code.code.expose()).await?;
             if attempt == 1 {
                 clear_error_text(self.client, &self.inputs.browser.selectors.error).await;
             }
             let button = self.wait_for_enabled(step).await?;
-            button.click().await.map_err(|source| BrowserError::WebDriver { action: "click", source })?;
+            button.click().await.map_err(failed(step.name, "click"))?;
             let locator = next_input.clone();
             match self.poll_once_settled(step.name, &locator).await {
                 Err(BrowserError::Rejected { rejection: PageRejection::TotpRejected(text), .. }) if attempt == 0 => {
@@ -221,11 +229,11 @@ impl Run<'_> {
 
     /// Wait for the PIN input (success) or an error; used only by the TOTP retry logic.
     async fn poll_once_settled(&self, step: &'static str, next: &str) -> Result<(), BrowserError> {
-        let locator = next.to_owned();
-        self.poll(step, next, |c| {
-            let locator = locator.clone();
-            async move { Ok(c.find(Locator::Css(&locator)).await.ok().map(|_| ())) }
-        })
+        self.poll(
+            step,
+            next,
+            |c| async move { Ok(tolerate(step, "find", c.find(Locator::Css(next)).await)?.map(|_| ())) },
+        )
         .await
     }
 
@@ -238,10 +246,8 @@ impl Run<'_> {
             let now = unix_now();
             match totp::plan(now, self.inputs.totp_min_remaining.as_secs(), *last_used) {
                 TotpPlan::UseNow { step } => {
-                    observe(FlowEvent::TotpStepUsed(step)).map_err(|reason| BrowserError::Rejected {
-                        step: "otp",
-                        rejection: PageRejection::Other(format!("not submitted: {reason}")),
-                    })?;
+                    observe(FlowEvent::TotpStepUsed(step))
+                        .map_err(|reason| BrowserError::Vetoed { step: "otp", reason })?;
                     *last_used = Some(step);
                     return Ok(self.inputs.totp.code_at(step * totp::STEP_SECS));
                 }
@@ -262,43 +268,39 @@ impl Run<'_> {
         step: &Step,
         value: &str,
     ) -> Result<(), BrowserError> {
-        type_into(input, value).await?;
+        type_into(input, step.name, value).await?;
         let button = self.wait_for_enabled(step).await?;
-        button.click().await.map_err(|source| BrowserError::WebDriver { action: "click", source })
+        button.click().await.map_err(failed(step.name, "click"))
     }
 
     async fn wait_for_input(&self, step: &Step, first: bool) -> Result<fantoccini::elements::Element, BrowserError> {
-        let selector = step.input.clone();
-        self.poll(step.name, &step.input, |c| {
-            let selector = selector.clone();
-            async move {
-                if let Ok(el) = c.find(Locator::Css(&selector)).await {
-                    return Ok(Some(el));
-                }
-                if first {
-                    let title = c.title().await.unwrap_or_default();
-                    let lower = title.to_lowercase();
-                    if ["access denied", "attention required", "just a moment"].iter().any(|m| lower.contains(m)) {
-                        return Err(BrowserError::BotBlocked { title });
-                    }
-                }
-                Ok(None)
+        let (name, selector) = (step.name, step.input.as_str());
+        self.poll(step.name, &step.input, |c| async move {
+            if let Some(el) = tolerate(name, "find", c.find(Locator::Css(selector)).await)? {
+                return Ok(Some(el));
             }
+            if first {
+                let title = tolerate(name, "title", c.title().await)?.unwrap_or_default();
+                let lower = title.to_lowercase();
+                if ["access denied", "attention required", "just a moment"].iter().any(|m| lower.contains(m)) {
+                    return Err(BrowserError::BotBlocked { title });
+                }
+            }
+            Ok(None)
         })
         .await
     }
 
+    /// The submit button once it is enabled, in one `find` per poll: `:disabled` is what WebDriver's "is element
+    /// enabled" checks for form controls (fieldset inheritance included); other elements are enabled either way.
     async fn wait_for_enabled(&self, step: &Step) -> Result<fantoccini::elements::Element, BrowserError> {
-        let selector = step.submit.clone();
-        self.poll(step.name, &step.submit, |c| {
-            let selector = selector.clone();
-            async move {
-                match c.find(Locator::Css(&selector)).await {
-                    Ok(el) if el.is_enabled().await.unwrap_or(false) => Ok(Some(el)),
-                    _ => Ok(None),
-                }
-            }
-        })
+        let enabled = format!(":is({}):not(:disabled)", step.submit);
+        let (name, selector) = (step.name, enabled.as_str());
+        self.poll(
+            step.name,
+            &step.submit,
+            |c| async move { tolerate(name, "find", c.find(Locator::Css(selector)).await) },
+        )
         .await
     }
 
@@ -314,7 +316,7 @@ impl Run<'_> {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            match self.look(&mut check).await? {
+            match self.look(step, &mut check).await? {
                 Seen::Ready(v) => return Ok(v),
                 Seen::Rejected(rejection) => return Err(BrowserError::Rejected { step, rejection }),
                 Seen::Waiting => {}
@@ -329,7 +331,7 @@ impl Run<'_> {
         }
     }
 
-    async fn look<T, F, Fut>(&self, check: &mut F) -> Result<Seen<T>, BrowserError>
+    async fn look<T, F, Fut>(&self, step: &'static str, check: &mut F) -> Result<Seen<T>, BrowserError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<Option<T>, BrowserError>>,
@@ -337,7 +339,7 @@ impl Run<'_> {
         if let Some(v) = check(self.client.clone()).await? {
             return Ok(Seen::Ready(v));
         }
-        match error_text(self.client, &self.inputs.browser.selectors.error).await {
+        match error_text(self.client, step, &self.inputs.browser.selectors.error).await? {
             Some(text) => Ok(Seen::Rejected(PageRejection::classify(&text))),
             None => Ok(Seen::Waiting),
         }
@@ -349,7 +351,7 @@ impl Run<'_> {
         let state = self.state;
         let result = self
             .poll("pin", "(redirect)", |c| async move {
-                let Ok(current) = c.current_url().await else { return Ok(None) };
+                let Some(current) = tolerate("pin", "current_url", c.current_url().await)? else { return Ok(None) };
                 Ok(oauth::parse_redirect(current.as_str(), redirect_uri, state)?)
             })
             .await;
@@ -371,23 +373,67 @@ impl Run<'_> {
 }
 
 /// Clear the field and type `value` (never logged).
-async fn type_into(input: &fantoccini::elements::Element, value: &str) -> Result<(), BrowserError> {
-    input.clear().await.map_err(|source| BrowserError::WebDriver { action: "clear", source })?;
-    input.send_keys(value).await.map_err(|source| BrowserError::WebDriver { action: "send_keys", source })
+async fn type_into(input: &fantoccini::elements::Element, step: &'static str, value: &str) -> Result<(), BrowserError> {
+    input.clear().await.map_err(failed(step, "clear"))?;
+    input.send_keys(value).await.map_err(failed(step, "send_keys"))
+}
+
+/// Map a failed WebDriver command: a lost session is told apart from a command the page refused.
+fn failed(step: &'static str, action: &'static str) -> impl FnOnce(CmdError) -> BrowserError {
+    move |source| {
+        if session_gone(&source) {
+            BrowserError::SessionLost { step, action, source: Box::new(source) }
+        } else {
+            BrowserError::WebDriver { step, action, source: Box::new(source) }
+        }
+    }
 }
 
 /// The first non-empty visible text among the elements matching the error selector.
-async fn error_text(client: &Client, selector: &str) -> Option<String> {
-    let elements = client.find_all(Locator::Css(selector)).await.ok()?;
+async fn error_text(client: &Client, step: &'static str, selector: &str) -> Result<Option<String>, BrowserError> {
+    let Some(elements) = tolerate(step, "find_all", client.find_all(Locator::Css(selector)).await)? else {
+        return Ok(None);
+    };
     for el in elements {
-        if let Ok(text) = el.text().await {
+        if let Some(text) = tolerate(step, "text", el.text().await)? {
             let text = text.trim();
             if !text.is_empty() {
-                return Some(text.to_owned());
+                return Ok(Some(text.to_owned()));
             }
         }
     }
-    None
+    Ok(None)
+}
+
+/// A polled command's result: a failure means "not yet" (`Ok(None)`: no such element, a stale element, a page
+/// mid-navigation), except when the session itself is gone, which no amount of waiting fixes.
+fn tolerate<T>(
+    step: &'static str,
+    action: &'static str,
+    result: Result<T, CmdError>,
+) -> Result<Option<T>, BrowserError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(source) if session_gone(&source) => {
+            Err(BrowserError::SessionLost { step, action, source: Box::new(source) })
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// chromedriver is unreachable, or it reports that Chromium or the window is gone.
+fn session_gone(e: &CmdError) -> bool {
+    if e.is_invalid_session_id() || e.is_no_such_window() {
+        return true;
+    }
+    match e {
+        CmdError::Failed(_) | CmdError::FailedC(_) | CmdError::Lost(_) => true,
+        CmdError::Standard(w) => {
+            let message = w.message.to_lowercase();
+            ["not reachable", "disconnected", "session deleted", "tab crashed"].iter().any(|m| message.contains(m))
+        }
+        _ => false,
+    }
 }
 
 /// Blank a previous error message before a deliberate retry, so the old text is not read as the new answer.
@@ -400,4 +446,48 @@ async fn clear_error_text(client: &Client, selector: &str) {
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use fantoccini::error::{ErrorStatus, WebDriver};
+
+    use super::*;
+
+    fn standard(status: ErrorStatus, message: &'static str) -> CmdError {
+        CmdError::Standard(WebDriver::new(status, message))
+    }
+
+    #[test]
+    fn a_dead_driver_or_browser_ends_the_wait_and_a_missing_element_does_not() {
+        let lost = [
+            CmdError::Lost(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            standard(ErrorStatus::InvalidSessionId, "invalid session id"),
+            standard(ErrorStatus::NoSuchWindow, "no such window: target window already closed"),
+            standard(ErrorStatus::UnknownError, "unknown error: chrome not reachable"),
+            standard(ErrorStatus::UnknownError, "disconnected: not connected to DevTools"),
+            standard(ErrorStatus::UnknownError, "session deleted because of page crash"),
+        ];
+        for e in lost {
+            assert!(session_gone(&e), "{e}");
+            assert!(matches!(
+                tolerate::<()>("pin", "find", Err(e)),
+                Err(BrowserError::SessionLost { step: "pin", .. })
+            ));
+        }
+        let transient = [
+            standard(ErrorStatus::NoSuchElement, "no such element"),
+            standard(ErrorStatus::StaleElementReference, "stale element reference"),
+            standard(ErrorStatus::UnknownError, "unknown error: cannot determine loading status"),
+            CmdError::NotJson("<html>".into()),
+        ];
+        for e in transient {
+            assert!(!session_gone(&e), "{e}");
+            assert!(matches!(tolerate::<()>("pin", "find", Err(e)), Ok(None)));
+        }
+        assert!(matches!(
+            failed("otp", "click")(standard(ErrorStatus::ElementNotInteractable, "x")),
+            BrowserError::WebDriver { step: "otp", action: "click", .. }
+        ));
+    }
 }

@@ -67,6 +67,14 @@ pub enum BrowserError {
     DriverExited { binary: PathBuf, status: String, log_tail: String },
     #[error("chromedriver at `{url}` was not ready within {waited:?}{}", log_suffix(log_tail))]
     DriverNotReady { url: String, waited: Duration, log_tail: String },
+    #[error("cannot reach the WebDriver server at `{webdriver}`{hint}")]
+    DriverUnreachable {
+        webdriver: String,
+        /// Where the URL came from, for the human: the config key, or nothing when we spawned chromedriver.
+        hint: &'static str,
+        #[source]
+        source: Box<fantoccini::error::NewSessionError>,
+    },
     #[error(
         "cannot create a browser session at WebDriver `{webdriver}` (as root Chromium needs --no-sandbox; headed mode needs an X server){}",
         log_suffix(log_tail)
@@ -74,7 +82,7 @@ pub enum BrowserError {
     Session {
         webdriver: String,
         #[source]
-        source: fantoccini::error::NewSessionError,
+        source: Box<fantoccini::error::NewSessionError>,
         log_tail: String,
     },
     #[error("cannot create the browser profile dir")]
@@ -82,12 +90,22 @@ pub enum BrowserError {
         #[source]
         source: std::io::Error,
     },
-    #[error("WebDriver command `{action}` failed")]
+    #[error("step `{step}`: WebDriver command `{action}` failed")]
     WebDriver {
+        step: &'static str,
         action: &'static str,
         #[source]
-        source: fantoccini::error::CmdError,
+        source: Box<fantoccini::error::CmdError>,
     },
+    #[error("step `{step}`: the browser session was lost (chromedriver or Chromium died) during `{action}`")]
+    SessionLost {
+        step: &'static str,
+        action: &'static str,
+        #[source]
+        source: Box<fantoccini::error::CmdError>,
+    },
+    #[error("step `{step}`: not submitted: {reason}")]
+    Vetoed { step: &'static str, reason: String },
     #[error(
         "step `{step}`: element `{selector}` did not appear within {timeout:?} (is `browser.selectors.{step}_*` still right?)"
     )]
@@ -115,7 +133,8 @@ impl BrowserError {
     pub fn is_permanent(&self) -> bool {
         match self {
             BrowserError::Rejected { rejection, .. } => !matches!(rejection, PageRejection::Other(_)),
-            BrowserError::BotBlocked { .. } | BrowserError::DriverSpawn { .. } => true,
+            // The lockout guard (or its storage) said no: another attempt would be refused the same way.
+            BrowserError::BotBlocked { .. } | BrowserError::DriverSpawn { .. } | BrowserError::Vetoed { .. } => true,
             // A forged or broken redirect needs a human look, not another PIN submission.
             BrowserError::Redirect(_) => true,
             _ => false,
@@ -164,5 +183,43 @@ mod tests {
         ));
         assert!(matches!(PageRejection::classify("Mobile number is not registered with Upstox"), WrongMobile(_)));
         assert!(matches!(PageRejection::classify("Something went wrong"), Other(_)));
+    }
+
+    #[test]
+    fn permanent_errors_are_the_ones_a_human_must_fix() {
+        let lost = || Box::new(fantoccini::error::CmdError::NotJson("gone".into()));
+        let rejected = |r: PageRejection| BrowserError::Rejected { step: "pin", rejection: r };
+        let permanent = [
+            rejected(PageRejection::WrongPin("incorrect PIN".into())),
+            rejected(PageRejection::TotpRejected("Invalid OTP".into())),
+            rejected(PageRejection::AccountBlocked("blocked".into())),
+            rejected(PageRejection::WrongMobile("not registered".into())),
+            BrowserError::BotBlocked { title: "Access denied".into() },
+            BrowserError::Vetoed { step: "pin", reason: "cap reached".into() },
+            BrowserError::Redirect(crate::oauth::RedirectError::StateMismatch),
+        ];
+        for e in &permanent {
+            assert!(e.is_permanent(), "{e}");
+            assert!(e.advice().is_some() || matches!(e, BrowserError::Vetoed { .. }), "{e} says what to fix");
+        }
+        let retryable = [
+            rejected(PageRejection::Other("Something went wrong".into())),
+            BrowserError::SessionLost { step: "otp", action: "find", source: lost() },
+            BrowserError::WebDriver { step: "otp", action: "click", source: lost() },
+            BrowserError::ElementTimeout { step: "otp", selector: "#otpNum".into(), timeout: Duration::from_secs(1) },
+            BrowserError::RedirectTimeout {
+                redirect_uri: "http://127.0.0.1:9/cb".into(),
+                timeout: Duration::from_secs(1),
+                last_url: "x".into(),
+            },
+            BrowserError::DriverNotReady {
+                url: "http://127.0.0.1:1/".into(),
+                waited: Duration::ZERO,
+                log_tail: "".into(),
+            },
+        ];
+        for e in &retryable {
+            assert!(!e.is_permanent(), "{e}");
+        }
     }
 }

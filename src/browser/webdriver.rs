@@ -11,9 +11,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fantoccini::error::NewSessionError;
 use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
 use super::BrowserError;
@@ -67,7 +69,12 @@ impl Browser {
         };
         let profile = browser.profile.as_ref().map(|p| p.path().join("profile"));
         let capabilities = capabilities(config, profile.as_deref());
-        let connected = ClientBuilder::native().capabilities(capabilities).connect(webdriver_url.as_str()).await;
+        let connected = if browser.driver.is_some() {
+            // Our own chromedriver speaks plain HTTP on loopback: no TLS context (OpenSSL set-up costs ~40 ms).
+            ClientBuilder::new(HttpConnector::new()).capabilities(capabilities).connect(webdriver_url.as_str()).await
+        } else {
+            ClientBuilder::native().capabilities(capabilities).connect(webdriver_url.as_str()).await
+        };
         match connected {
             Ok(client) => {
                 browser.client = Some(client);
@@ -76,7 +83,18 @@ impl Browser {
             Err(source) => {
                 let log_tail = browser.driver.as_ref().map(|d| d.log_tail()).unwrap_or_default();
                 browser.close().await;
-                Err(BrowserError::Session { webdriver: webdriver_url.to_string(), source, log_tail })
+                let webdriver = webdriver_url.to_string();
+                Err(match source {
+                    NewSessionError::Failed(_) | NewSessionError::FailedC(_) | NewSessionError::Lost(_) => {
+                        let hint = if config.webdriver_url.is_some() {
+                            " (is it running? `browser.webdriver_url`; leave it empty to spawn chromedriver)"
+                        } else {
+                            ""
+                        };
+                        BrowserError::DriverUnreachable { webdriver, hint, source: Box::new(source) }
+                    }
+                    source => BrowserError::Session { webdriver, source: Box::new(source), log_tail },
+                })
             }
         }
     }
@@ -150,7 +168,13 @@ fn capabilities(config: &BrowserConfig, profile: Option<&Path>) -> serde_json::M
         args.push(format!("--user-agent={ua}"));
     }
     args.extend(config.extra_args.iter().cloned());
-    let mut chrome = json!({ "args": args });
+    let mut chrome = json!({
+        "args": args,
+        // Start on about:blank, not the new-tab page: chromedriver waits for the start page to settle before the
+        // first `goto`, and the new-tab page loads the search engine's start page from the internet (1–10 s when
+        // that is slow or unreachable). A startup URL cannot be passed in `args`: chromedriver prefixes it with `--`.
+        "prefs": { "session": { "restore_on_startup": 4, "startup_urls": ["about:blank"] } },
+    });
     if let Some(binary) = &config.chrome {
         chrome["binary"] = json!(binary.display().to_string());
     }
@@ -208,13 +232,8 @@ async fn spawn_chromedriver(binary: &Path, tmp: &Path) -> Result<(SpawnedDriver,
 
 /// Poll `GET /status` until chromedriver says `ready`, or it exits, or the timeout passes.
 async fn wait_ready(driver: &mut SpawnedDriver, url: &Url, binary: &Path) -> Result<(), BrowserError> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| BrowserError::DriverSpawn { binary: binary.to_path_buf(), source: std::io::Error::other(e) })?;
-    let status = url.join("status").expect("valid path");
     let started = Instant::now();
-    let mut interval = tokio::time::interval(Duration::from_millis(10));
+    let mut interval = tokio::time::interval(Duration::from_millis(5));
     loop {
         interval.tick().await;
         if let Ok(Some(exit)) = driver.child.try_wait() {
@@ -224,8 +243,7 @@ async fn wait_ready(driver: &mut SpawnedDriver, url: &Url, binary: &Path) -> Res
                 log_tail: driver.log_tail(),
             });
         }
-        if let Ok(resp) = http.get(status.clone()).send().await
-            && let Ok(body) = resp.json::<serde_json::Value>().await
+        if let Ok(Some(body)) = tokio::time::timeout(Duration::from_secs(2), get_status(url)).await
             && body["value"]["ready"] == json!(true)
         {
             return Ok(());
@@ -236,6 +254,31 @@ async fn wait_ready(driver: &mut SpawnedDriver, url: &Url, binary: &Path) -> Res
                 waited: DRIVER_READY_TIMEOUT,
                 log_tail: driver.log_tail(),
             });
+        }
+    }
+}
+
+/// `GET /status` on our loopback chromedriver, as JSON; `None` while it does not answer yet. A few lines of
+/// HTTP/1.1 instead of an HTTP client, which would set up TLS (~40 ms) for a plain-HTTP probe. chromedriver keeps
+/// the connection open (it ignores `Connection: close`), so the body is read by its `Content-Length`.
+async fn get_status(url: &Url) -> Option<serde_json::Value> {
+    let port = url.port()?;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    stream.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n").await.ok()?;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).ok()?;
+            let length = head.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+            })?;
+            if buf.len() >= end + 4 + length {
+                return serde_json::from_slice(&buf[end + 4..end + 4 + length]).ok();
+            }
+        }
+        if stream.read_buf(&mut buf).await.ok()? == 0 || buf.len() > 64 * 1024 {
+            return None;
         }
     }
 }

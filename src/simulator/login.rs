@@ -155,6 +155,7 @@ pub(super) async fn mobile(
     Path(id): Path<String>,
     body: Result<Json<MobileBody>, JsonRejection>,
 ) -> Response {
+    sim.lock().journal.mobile_submissions += 1;
     step_delay(&sim).await;
     let Ok(Json(body)) = body else {
         return LoginError::Malformed.into_response();
@@ -255,8 +256,15 @@ pub(super) async fn pin(
     let Ok(Json(body)) = body else {
         return LoginError::Malformed.into_response();
     };
+    let pin_delay = {
+        let mut state = sim.lock();
+        state.journal.pin_submissions += 1;
+        state.faults.pin_delay_ms
+    };
+    if pin_delay > 0 {
+        tokio::time::sleep(Duration::from_millis(pin_delay)).await;
+    }
     let mut state = sim.lock();
-    state.journal.pin_submissions += 1;
     respond(submit_pin(&sim, &mut state, &id, &body.pin))
 }
 
@@ -525,6 +533,29 @@ mod tests {
         let started = Instant::now();
         h.submit_mobile(&session, &h.user().mobile).await;
         assert!(started.elapsed() >= Duration::from_millis(150));
+        assert_eq!(h.sim.journal().mobile_submissions, 1);
+    }
+
+    #[tokio::test]
+    async fn pin_delay_counts_the_pin_on_arrival_and_answers_late() {
+        let delay = Duration::from_millis(400);
+        let h = Harness::start_with(Faults { pin_delay_ms: delay.as_millis() as u64, ..Faults::default() }).await;
+        let session = h.session_at_pin(0).await;
+        let pin = h.user().pin.clone();
+        let started = Instant::now();
+        let counted = async {
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            while h.sim.journal().pin_submissions == 0 {
+                tick.tick().await;
+            }
+            started.elapsed()
+        };
+        let ((status, body), counted_after) = tokio::join!(h.submit_pin(&session, &pin), counted);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["data"]["code"].is_string(), "{body}");
+        assert!(counted_after < delay, "counted on arrival, after {counted_after:?}");
+        assert!(started.elapsed() >= delay, "answered after the delay");
+        assert_eq!(h.sim.journal().pin_submissions, 1);
     }
 
     #[tokio::test]

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -64,6 +66,9 @@ pub struct Faults {
     pub token_5xx_first: u32,
     /// Every backend XHR of the login SPA (hydration, mobile, otp, pin) waits this long before answering.
     pub step_delay_ms: u64,
+    /// The PIN XHR is counted in the journal on arrival, then waits this long more before it is checked and
+    /// answered: the redirect after the PIN arrives late, or (longer than the client waits) never.
+    pub pin_delay_ms: u64,
     /// The first otherwise-valid TOTP submission is answered "Invalid OTP".
     pub reject_first_totp: bool,
     /// The login page is replaced by a Cloudflare-style "Access denied | Error 1010" page (HTTP 403).
@@ -73,6 +78,9 @@ pub struct Faults {
     /// The final redirect carries a `state` other than the one the dialog received (a CSRF stand-in); the code is
     /// still issued.
     pub tamper_state: bool,
+    /// Every response's `Date` header is this many seconds ahead of the real clock (negative: behind), as if the
+    /// local clock were skewed the other way.
+    pub date_skew_secs: i64,
 }
 
 impl Faults {
@@ -127,6 +135,8 @@ pub struct Journal {
     pub token_posts: Vec<String>,
     /// Every auth code the login page handed out.
     pub codes_issued: Vec<String>,
+    /// Every POST to the mobile step, counted on arrival (before `Faults::step_delay_ms`).
+    pub mobile_submissions: u32,
     /// Every POST to the PIN step.
     pub pin_submissions: u32,
     /// PIN submissions that did not match the user's PIN.
@@ -263,7 +273,20 @@ fn router(shared: SharedState) -> Router {
         .route("/login/api/session/{id}/pin", post(login::pin))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::map_response_with_state(shared.clone(), skew_date))
         .with_state(shared)
+}
+
+/// With `Faults::date_skew_secs`, set the `Date` header hyper would add, shifted by the skew.
+async fn skew_date(axum::extract::State(sim): axum::extract::State<SharedState>, mut response: Response) -> Response {
+    let skew = sim.faults().date_skew_secs;
+    if skew != 0 {
+        let shown = Utc::now() + chrono::Duration::seconds(skew);
+        if let Ok(value) = HeaderValue::from_str(&shown.format("%a, %d %b %Y %H:%M:%S GMT").to_string()) {
+            response.headers_mut().insert(header::DATE, value);
+        }
+    }
+    response
 }
 
 /// A running simulator. Stops on `shutdown`, or abruptly when dropped.
@@ -482,6 +505,23 @@ mod tests {
         assert_eq!(value["sinks"][0]["type"], "file");
         assert_eq!(value["sinks"][0]["path"], "/tmp/sim \"state\"/{account}.json");
         assert_eq!(value.as_object().unwrap().len(), 4, "{value}");
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn date_skew_shifts_the_date_header_of_every_answer() {
+        let faults = Faults { date_skew_secs: -120, ..Faults::default() };
+        let sim =
+            Simulator::start(SimConfig { faults, ..SimConfig::demo() }, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let offset = |res: &reqwest::Response| {
+            let date = DateTime::parse_from_rfc2822(res.headers()[header::DATE].to_str().unwrap()).unwrap();
+            (date.with_timezone(&Utc) - Utc::now()).num_seconds()
+        };
+        let res = reqwest::Client::new().head(sim.base_url()).send().await.unwrap();
+        assert!((offset(&res) + 120).abs() <= 2, "{:?}", res.headers()[header::DATE]);
+        sim.set_faults(Faults::default());
+        let res = reqwest::Client::new().head(sim.base_url()).send().await.unwrap();
+        assert!(offset(&res).abs() <= 2, "{:?}", res.headers()[header::DATE]);
         sim.shutdown().await;
     }
 

@@ -2,10 +2,10 @@
 //!
 //! Readers never see a torn or empty file: the new bytes go to a temporary file in the same directory, which is
 //! fsynced and renamed over the target (a symlink at the target is replaced, never written through), and then the
-//! directory is fsynced. A failure leaves the previous file untouched.
+//! directory is fsynced. A failure leaves the previous file untouched. Directories it has to create are 0700.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
@@ -58,7 +58,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir)?;
+    // Directories we create are 0700 whatever the umask: in a world-writable one anybody could rename another file
+    // over the token. Existing directories are left as they are.
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let name = path.file_name().ok_or_else(|| std::io::Error::other("path has no file name"))?;
     let tmp = dir.join(format!(".{}.{:016x}.tmp", name.to_string_lossy(), rand::rng().random::<u64>()));
     let result = (|| {

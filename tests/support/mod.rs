@@ -123,8 +123,13 @@ path = "{tokens}/{{account}}.json"
 
     /// Run the real binary with `args` and wait for it, with this rig's TMPDIR; asserts nothing of ours survives.
     pub async fn cli(&self, config: &Path, args: &[&str]) -> CliRun {
+        self.cli_env(config, args, &[]).await
+    }
+
+    /// `cli` with extra environment variables (e.g. `RUST_LOG`).
+    pub async fn cli_env(&self, config: &Path, args: &[&str], env: &[(&str, &str)]) -> CliRun {
         let started = Instant::now();
-        let output = self.command(config, args, &[]).output().await.expect("binary runs");
+        let output = self.command(config, args, env).output().await.expect("binary runs");
         let run = CliRun { output, elapsed: started.elapsed() };
         self.assert_no_browser_left();
         run
@@ -140,14 +145,71 @@ path = "{tokens}/{{account}}.json"
         cmd
     }
 
-    /// No process mentions this rig's TMPDIR (Chromium's `--user-data-dir` lives there) and the dir is empty.
+    /// No process mentions this rig's TMPDIR (Chromium's `--user-data-dir` lives there), none runs with a TMPDIR
+    /// inside it (chromedriver's cmdline names no path, its environment does), and the dir is empty.
+    ///
+    /// Processes that were just killed take a moment to go, and Chromium's crashpad handlers (in a session of their
+    /// own, so outside the process group that teardown kills) exit only once Chromium has: this polls for up to
+    /// `LEFTOVER_GRACE` before failing.
     pub fn assert_no_browser_left(&self) {
+        const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
         let tmp = self.path("tmp");
         let needle = tmp.display().to_string();
-        let survivors = processes_mentioning(&needle);
-        assert!(survivors.is_empty(), "browser processes left behind: {survivors:?}");
-        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert!(left.is_empty(), "profile dirs left behind in {}: {left:?}", tmp.display());
+        let deadline = Instant::now() + LEFTOVER_GRACE;
+        loop {
+            let survivors = processes_mentioning(&needle);
+            let spawned = processes_with_tmpdir_under(&tmp);
+            let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+            if survivors.is_empty() && spawned.is_empty() && left.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                assert!(survivors.is_empty(), "browser processes left behind: {survivors:?}");
+                assert!(spawned.is_empty(), "processes with a per-login TMPDIR left behind (pid, name): {spawned:?}");
+                panic!("profile dirs left behind in {}: {left:?}", tmp.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Publish a plausible earlier token document (generation 41, unexpired, but unknown to the simulator, so a
+    /// `login` replaces it) at `token_path`, and return its exact bytes.
+    pub fn seed_token(&self) -> Vec<u8> {
+        use rand::distr::{Alphanumeric, SampleString};
+        let user = &self.sim.config().users[0];
+        let now = chrono::Utc::now();
+        let doc = upstox_relogin::token::TokenDocument {
+            account: "primary".into(),
+            access_token: format!("eyJseeded{}", Alphanumeric.sample_string(&mut rand::rng(), 40)),
+            extended_token: Some(format!("eyJseededext{}", Alphanumeric.sample_string(&mut rand::rng(), 40))),
+            token_type: "Bearer".into(),
+            user_id: user.user_id.clone(),
+            user_name: user.user_name.clone(),
+            email: user.email.clone(),
+            exchanges: vec!["NSE".into()],
+            products: vec!["D".into()],
+            issued_at: upstox_relogin::token::ist(now),
+            expires_at: upstox_relogin::token::expiry_for(now),
+            generation: 41,
+        };
+        let bytes = doc.to_bytes();
+        upstox_relogin::sink::write_atomically(&self.token_path(), &bytes).expect("seed token written");
+        bytes
+    }
+
+    /// Pids of the chromedriver processes this rig's binary spawned (their TMPDIR lies inside the rig's).
+    pub fn chromedriver_pids(&self) -> Vec<i32> {
+        processes_with_tmpdir_under(&self.path("tmp"))
+            .into_iter()
+            .filter(|(_, name)| name == "chromedriver")
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// The facts `state_dir` keeps for account `primary`.
+    pub fn account_state(&self) -> serde_json::Value {
+        let bytes = std::fs::read(self.state_dir().join("accounts/primary.json")).expect("account state exists");
+        serde_json::from_slice(&bytes).expect("account state is JSON")
     }
 
     pub fn read_token(&self) -> serde_json::Value {
@@ -175,6 +237,68 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
+/// (pid, name) of live processes whose environment has `TMPDIR` strictly inside `dir`: what the binary spawned for
+/// a login (chromedriver gets `<dir>/upstox-relogin-<pid>-XXXX/tmp`, Chromium inherits it). The binary itself,
+/// whose TMPDIR is `dir`, does not count.
+pub fn processes_with_tmpdir_under(dir: &Path) -> Vec<(i32, String)> {
+    let prefix = format!("TMPDIR={}/", dir.display());
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        // Unreadable (another user's process, or gone meanwhile) or empty (a zombie): nothing of ours.
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if environ.split(|b| *b == 0).any(|var| var.starts_with(prefix.as_bytes())) {
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_owned();
+            found.push((pid, name));
+        }
+    }
+    found
+}
+
+/// Set `key = value` (TOML text) in `[table]` (or the first `[[table]]`) of `toml`, replacing the key if the table
+/// has it, adding the table at the end if it is missing.
+pub fn toml_set(toml: &str, table: &str, key: &str, value: &str) -> String {
+    let header = format!("[{table}]");
+    let array_header = format!("[[{table}]]");
+    let mut lines: Vec<String> = toml.lines().map(str::to_owned).collect();
+    let Some(start) = lines.iter().position(|l| l.trim() == header || l.trim() == array_header) else {
+        return format!("{toml}\n{header}\n{key} = {value}\n");
+    };
+    let end =
+        lines[start + 1..].iter().position(|l| l.trim_start().starts_with('[')).map_or(lines.len(), |i| start + 1 + i);
+    let line = format!("{key} = {value}");
+    match lines[start + 1..end].iter().position(|l| l.split('=').next().is_some_and(|k| k.trim() == key)) {
+        Some(i) => lines[start + 1 + i] = line,
+        None => lines.insert(start + 1, line),
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Where secrets showed up in `output`; also returns the number of lines searched. Short secrets (PINs, TOTP and
+/// auth codes) count only as whole words, so a 6-digit PIN is not "found" inside a timestamp's microseconds.
+pub fn find_secrets(output: &str, secrets: &[(&str, String)]) -> (usize, Vec<String>) {
+    let mut leaks = Vec::new();
+    let mut lines = 0;
+    for (n, line) in output.lines().enumerate() {
+        lines += 1;
+        for (what, secret) in secrets.iter().filter(|(_, s)| !s.is_empty()) {
+            let whole_word = secret.len() < 12;
+            let hit = line.match_indices(secret.as_str()).any(|(at, _)| {
+                let before = line[..at].chars().next_back();
+                let after = line[at + secret.len()..].chars().next();
+                !whole_word
+                    || !(before.is_some_and(|c| c.is_ascii_alphanumeric())
+                        || after.is_some_and(|c| c.is_ascii_alphanumeric()))
+            });
+            if hit {
+                leaks.push(format!("{what} on line {}: {line}", n + 1));
+            }
+        }
+    }
+    (lines, leaks)
+}
+
 pub struct CliRun {
     pub output: Output,
     pub elapsed: Duration,
@@ -191,6 +315,11 @@ impl CliRun {
 
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// stdout then stderr, for greps over everything the run printed.
+    pub fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout(), self.stderr())
     }
 
     #[track_caller]
