@@ -18,6 +18,12 @@ test: test-deps lint-docker
 build:
 	$(CARGO) build --release
 
+# Paired logins against the simulator, `upstox-relogin login --force` (release) vs examples/minimal_login.rs, then
+# the daemon's idle RSS and the check-config time (examples/bench.rs). BENCH_PAIRS=N sets the pairs (default 10).
+bench: deps
+	$(CARGO) build --release --bins --examples
+	"$${CARGO_TARGET_DIR:-target}/release/examples/bench" --app "$${CARGO_TARGET_DIR:-target}/release/upstox-relogin"
+
 # Install only what is missing; apt-get update runs only when something must be installed.
 deps:
 	@missing=""; \

@@ -14,7 +14,9 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread: a login is a sequence of awaits on chromedriver and the daemon idles between them; every extra
+    // worker thread costs resident memory (stack, malloc arena) for nothing.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
