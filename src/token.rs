@@ -11,6 +11,16 @@ use serde::{Deserialize, Serialize};
 const EXPIRY_TIME_IST: (u32, u32) = (3, 30);
 
 /// The first 03:30 Asia/Kolkata strictly after `issued_at` (Upstox's rule), as an IST timestamp.
+///
+/// ```
+/// use chrono::{DateTime, Utc};
+/// use upstox_relogin::token::expiry_for;
+///
+/// let morning: DateTime<Utc> = "2026-11-28T03:00:05Z".parse().unwrap(); // 08:30:05 IST
+/// assert_eq!(expiry_for(morning).to_rfc3339(), "2026-11-29T03:30:00+05:30");
+/// let small_hours: DateTime<Utc> = "2026-11-27T21:00:00Z".parse().unwrap(); // 02:30 IST on the 28th
+/// assert_eq!(expiry_for(small_hours).to_rfc3339(), "2026-11-28T03:30:00+05:30");
+/// ```
 pub fn expiry_for(issued_at: DateTime<Utc>) -> DateTime<FixedOffset> {
     let local = issued_at.with_timezone(&Kolkata);
     let cutoff = NaiveTime::from_hms_opt(EXPIRY_TIME_IST.0, EXPIRY_TIME_IST.1, 0)
