@@ -1,0 +1,193 @@
+//! Configuration: figment layers (built-in defaults → TOML file → `UPSTOX_RELOGIN_` environment) into `RawConfig`,
+//! then `RawConfig::validate` into the typed `Config` the rest of the program uses.
+//!
+//! Validation reads the secret files and variables it is pointed at and nothing else: it never touches the network,
+//! a browser or Redis. Every problem names its key (`schedule.cron`, `accounts[0].pin`), and all problems are
+//! reported at once so a user fixes the file in one pass.
+
+mod raw;
+mod validate;
+
+pub use raw::*;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use url::Url;
+
+use crate::secret::{ClientSecret, Pin, TotpSecret};
+
+/// The environment variable prefix for configuration overrides (`__` separates nesting levels).
+pub const ENV_PREFIX: &str = "UPSTOX_RELOGIN_";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Typed layer: what the rest of the program uses.
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub server: ServerConfig,
+    pub schedule: ScheduleConfig,
+    pub upstox: UpstoxConfig,
+    pub browser: BrowserConfig,
+    pub login: LoginPolicy,
+    pub accounts: Vec<Account>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStart {
+    IfStale,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// Validated six-field cron expression, as tokio-cron-scheduler takes it.
+    pub cron: String,
+    pub timezone: chrono_tz::Tz,
+    pub on_start: OnStart,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstoxConfig {
+    pub authorize_url: Url,
+    pub api_base_url: Url,
+    pub http_timeout: Duration,
+}
+
+impl UpstoxConfig {
+    pub fn token_url(&self) -> Url {
+        join_api(&self.api_base_url, "v2/login/authorization/token")
+    }
+
+    pub fn profile_url(&self) -> Url {
+        join_api(&self.api_base_url, "v2/user/profile")
+    }
+}
+
+fn join_api(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!("{}/{}", base.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    url
+}
+
+#[derive(Debug, Clone)]
+pub struct BrowserConfig {
+    pub webdriver_url: Option<Url>,
+    pub chromedriver: PathBuf,
+    pub chrome: Option<PathBuf>,
+    pub headless: bool,
+    pub step_timeout: Duration,
+    pub poll_interval: Duration,
+    pub user_agent: Option<String>,
+    pub extra_args: Vec<String>,
+    pub selectors: RawSelectors,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginPolicy {
+    pub max_attempts: u32,
+    pub retry_min_backoff: Duration,
+    pub retry_max_backoff: Duration,
+    pub run_deadline: Duration,
+    pub max_pin_submissions_per_day: u32,
+    pub totp_min_remaining: Duration,
+    pub failure_artifacts_keep: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub client_id: String,
+    pub redirect_uri: Url,
+    pub mobile: String,
+    pub client_secret: ClientSecret,
+    pub pin: Pin,
+    pub totp_secret: TotpSecret,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    File { path: String },
+    Redis { url: String, key: String, channel: Option<String>, password: Option<ClientSecret> },
+}
+
+impl SinkConfig {
+    /// A short human name for messages and metrics labels: `file:/path/{account}.json`, `redis:upstox:token:{account}`.
+    pub fn label(&self) -> String {
+        match self {
+            SinkConfig::File { path } => format!("file:{path}"),
+            SinkConfig::Redis { key, .. } => format!("redis:{key}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loading.
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file `{}` not found (start from config.toml.example, or pass --config PATH)", .0.display())]
+    Missing(PathBuf),
+    #[error("{}", format_figment_error(.0))]
+    Parse(Box<figment::Error>),
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// One validation problem, tied to the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`: {}", self.key, self.message)
+    }
+}
+
+fn format_figment_error(error: &figment::Error) -> String {
+    // figment's own text says "for key "default.browser.foo"": name the key the way the file spells it.
+    error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let what = e.kind.to_string();
+            let source = e.metadata.as_ref().map(|m| format!(" (in {})", m.name)).unwrap_or_default();
+            if key.is_empty() { format!("{what}{source}") } else { format!("`{key}`: {what}{source}") }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The figment of defaults → `path` → environment. The file must exist.
+pub fn figment(path: &Path) -> Result<Figment, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigError::Missing(path.to_path_buf()));
+    }
+    Ok(Figment::from(Serialized::defaults(RawConfig::default()))
+        .merge(Toml::file_exact(path))
+        .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__")))
+}
+
+/// Load and validate the configuration at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = figment(path)?.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+    raw.validate()
+}

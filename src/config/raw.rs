@@ -1,0 +1,233 @@
+//! The raw layer: what the TOML file and the environment say, with serde defaults and `deny_unknown_fields`.
+//! Field docs are the reference for `config.toml.example`. Nothing here is checked; `validate` does that.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// Directory for what must survive restarts (generation counters, attempt counters, failure artifacts).
+    pub state_dir: PathBuf,
+    pub server: RawServer,
+    pub schedule: RawSchedule,
+    pub upstox: RawUpstox,
+    pub browser: RawBrowser,
+    pub login: RawLogin,
+    pub accounts: Vec<RawAccount>,
+    pub sinks: Vec<RawSink>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/upstox-relogin"),
+            server: RawServer::default(),
+            schedule: RawSchedule::default(),
+            upstox: RawUpstox::default(),
+            browser: RawBrowser::default(),
+            login: RawLogin::default(),
+            accounts: Vec::new(),
+            sinks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawServer {
+    /// Address of the health/metrics/status HTTP server started by `run`.
+    pub listen: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8787".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Six-field cron (sec min hour day-of-month month day-of-week), evaluated in `timezone`.
+    pub cron: String,
+    /// IANA time zone name.
+    pub timezone: String,
+    /// At daemon start: "if-stale" | "always" | "never".
+    pub on_start: String,
+}
+
+impl Default for RawSchedule {
+    fn default() -> Self {
+        Self { cron: "0 30 8 * * Mon-Fri".into(), timezone: "Asia/Kolkata".into(), on_start: "if-stale".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawUpstox {
+    /// The OAuth authorization dialog.
+    pub authorize_url: String,
+    /// Base of the REST API (token exchange, profile).
+    pub api_base_url: String,
+    /// Timeout of one HTTP request to the API.
+    pub http_timeout_secs: u64,
+}
+
+impl Default for RawUpstox {
+    fn default() -> Self {
+        Self {
+            authorize_url: "https://api.upstox.com/v2/login/authorization/dialog".into(),
+            api_base_url: "https://api.upstox.com".into(),
+            http_timeout_secs: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawBrowser {
+    /// Empty: spawn `chromedriver` on a free loopback port. Else the URL of a running WebDriver server.
+    pub webdriver_url: String,
+    /// chromedriver binary (path or name on PATH), used when `webdriver_url` is empty.
+    pub chromedriver: String,
+    /// Chrome/Chromium binary; empty lets chromedriver find it.
+    pub chrome: String,
+    /// Run Chromium without a window (a headed run needs an X server, e.g. `xvfb-run`).
+    pub headless: bool,
+    /// How long one step (an element appearing, the redirect) may take.
+    pub step_timeout_secs: u64,
+    /// How often waits re-check their condition.
+    pub poll_interval_ms: u64,
+    /// User agent override; empty keeps Chromium's own.
+    pub user_agent: String,
+    /// Extra Chromium command-line arguments, appended after the built-in ones.
+    pub extra_args: Vec<String>,
+    pub selectors: RawSelectors,
+}
+
+impl Default for RawBrowser {
+    fn default() -> Self {
+        Self {
+            webdriver_url: String::new(),
+            chromedriver: "chromedriver".into(),
+            chrome: String::new(),
+            headless: true,
+            step_timeout_secs: 30,
+            poll_interval_ms: 50,
+            user_agent: String::new(),
+            extra_args: Vec::new(),
+            selectors: RawSelectors::default(),
+        }
+    }
+}
+
+/// CSS selectors of the hosted login page. Upstox has redesigned it before; override here when it changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSelectors {
+    pub mobile_input: String,
+    pub mobile_submit: String,
+    pub otp_input: String,
+    pub otp_submit: String,
+    pub pin_input: String,
+    pub pin_submit: String,
+    /// Where the page shows a rejected input ("Invalid OTP", "You have entered an incorrect PIN").
+    pub error: String,
+}
+
+impl Default for RawSelectors {
+    fn default() -> Self {
+        Self {
+            mobile_input: "#mobileNum".into(),
+            mobile_submit: "#getOtp".into(),
+            otp_input: "#otpNum".into(),
+            otp_submit: "#continueBtn".into(),
+            pin_input: "#pinCode".into(),
+            pin_submit: "#pinContinueBtn".into(),
+            error: "[role=alert]".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLogin {
+    /// Whole browser logins one run may make for one account (retryable failures only).
+    pub max_attempts: u32,
+    /// Backoff between attempts: starts here, doubles, with jitter.
+    pub retry_min_backoff_secs: u64,
+    /// Upper bound of one backoff.
+    pub retry_max_backoff_secs: u64,
+    /// Deadline of one run for one account, retries included.
+    pub run_deadline_secs: u64,
+    /// PIN submissions per account per IST day before the lockout guard refuses (1..=4; Upstox blocks at 5).
+    pub max_pin_submissions_per_day: u32,
+    /// Wait for the next 30 s TOTP window when fewer seconds than this remain in the current one.
+    pub totp_min_remaining_secs: u64,
+    /// Failure artifacts (screenshot + HTML) kept under `{state_dir}/failures/`, newest first.
+    pub failure_artifacts_keep: usize,
+}
+
+impl Default for RawLogin {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            retry_min_backoff_secs: 5,
+            retry_max_backoff_secs: 60,
+            run_deadline_secs: 600,
+            max_pin_submissions_per_day: 3,
+            totp_min_remaining_secs: 5,
+            failure_artifacts_keep: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAccount {
+    /// `[a-z0-9_-]+`, unique; `{account}` in sink paths and keys.
+    pub name: String,
+    pub client_id: String,
+    /// Must equal the redirect URL registered for the app, byte for byte. Need not be served by anything.
+    pub redirect_uri: String,
+    /// The 10-digit mobile number the Upstox account logs in with.
+    pub mobile: String,
+    pub client_secret: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub pin: Option<String>,
+    pub pin_env: Option<String>,
+    pub pin_file: Option<PathBuf>,
+    pub totp_secret: Option<String>,
+    pub totp_secret_env: Option<String>,
+    pub totp_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RawSink {
+    File {
+        /// `{account}` is replaced by the account name. Written atomically, mode 0600.
+        path: String,
+    },
+    Redis {
+        /// `redis://` or `rediss://`, optionally with user:password and a database number.
+        url: String,
+        /// `{account}` is replaced by the account name.
+        #[serde(default = "default_redis_key")]
+        key: String,
+        /// When set, the document is PUBLISHed here after the SET.
+        #[serde(default)]
+        channel: Option<String>,
+        #[serde(default)]
+        password_env: Option<String>,
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+fn default_redis_key() -> String {
+    "upstox:token:{account}".into()
+}
