@@ -167,13 +167,49 @@ fn format_figment_error(error: &figment::Error) -> String {
         .clone()
         .into_iter()
         .map(|e| {
-            let key = e.path.join(".");
-            let what = e.kind.to_string();
+            // `accounts.0.pin` → `accounts[0].pin`, as validation messages spell it.
+            let key = e.path.iter().fold(String::new(), |mut key, part| {
+                if part.parse::<usize>().is_ok() {
+                    key.push_str(&format!("[{part}]"));
+                } else {
+                    if !key.is_empty() {
+                        key.push('.');
+                    }
+                    key.push_str(part);
+                }
+                key
+            });
+            let what = describe_kind(&e.kind);
             let source = e.metadata.as_ref().map(|m| format!(" (in {})", m.name)).unwrap_or_default();
             if key.is_empty() { format!("{what}{source}") } else { format!("`{key}`: {what}{source}") }
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// figment's message for one error, minus anything that could repeat a value from the file: a PIN written as a
+/// number (`pin = 123456`) must not come back on stderr, nor a line of TOML quoted by a syntax error.
+fn describe_kind(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+            let hint = if expected.contains("string") { " (quote the value)" } else { "" };
+            format!("invalid value: expected {expected}{hint}")
+        }
+        Kind::Message(message) => {
+            // TOML syntax errors quote the offending line (`3 | pin = …`): keep only the prose.
+            let prose: Vec<&str> = message
+                .lines()
+                .filter(|l| {
+                    let t = l.trim_start();
+                    !(t.starts_with('|') || t.split_once('|').is_some_and(|(n, _)| n.trim().parse::<u32>().is_ok()))
+                })
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+            prose.join(" ")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The figment of defaults → `path` → environment. The file must exist.

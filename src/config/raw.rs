@@ -184,7 +184,7 @@ impl Default for RawLogin {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawAccount {
     /// `[a-z0-9_-]+`, unique; `{account}` in sink paths and keys.
@@ -230,4 +230,25 @@ pub enum RawSink {
 
 fn default_redis_key() -> String {
     "upstox:token:{account}".into()
+}
+
+impl std::fmt::Debug for RawAccount {
+    // Hand-written: the inline secrets must never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inline = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
+        f.debug_struct("RawAccount")
+            .field("name", &self.name)
+            .field("client_id", &self.client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("client_secret", &inline(&self.client_secret))
+            .field("client_secret_env", &self.client_secret_env)
+            .field("client_secret_file", &self.client_secret_file)
+            .field("pin", &inline(&self.pin))
+            .field("pin_env", &self.pin_env)
+            .field("pin_file", &self.pin_file)
+            .field("totp_secret", &inline(&self.totp_secret))
+            .field("totp_secret_env", &self.totp_secret_env)
+            .field("totp_secret_file", &self.totp_secret_file)
+            .finish_non_exhaustive()
+    }
 }

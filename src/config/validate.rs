@@ -507,6 +507,29 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_of_the_wrong_type_is_not_echoed() {
+        let msg = problems(&VALID.replace("pin = \"123456\"", "pin = 987654"));
+        assert!(msg.contains("`accounts[0].pin`"), "{msg}");
+        assert!(!msg.contains("987654"), "the PIN came back in the error: {msg}");
+        assert!(msg.contains("quote the value"), "{msg}");
+    }
+
+    #[test]
+    fn a_toml_syntax_error_does_not_quote_the_line() {
+        let msg = problems(&VALID.replace("pin = \"123456\"", "pin = \"246810"));
+        assert!(!msg.contains("246810"), "the line with the PIN was quoted: {msg}");
+        assert!(msg.to_lowercase().contains("line"), "the error still says where: {msg}");
+    }
+
+    #[test]
+    fn raw_debug_hides_inline_secrets() {
+        let raw =
+            RawAccount { pin: Some("135790".into()), client_secret: Some("topsecret".into()), ..Default::default() };
+        let shown = format!("{raw:?}");
+        assert!(!shown.contains("135790") && !shown.contains("topsecret"), "{shown}");
+    }
+
+    #[test]
     fn bad_totp_secret_is_named() {
         let msg = problems(&VALID.replace("jbsw y3dp ehpk 3pxp jbsw y3dp ehpk 3pxp", "not base32!"));
         assert!(msg.contains("`accounts[0].totp_secret`"), "{msg}");
