@@ -169,3 +169,29 @@ async fn status_cli_reports_without_the_daemon_and_never_shows_a_token() {
     human.assert_code(0);
     assert!(human.stdout().contains("primary: valid until"), "{}", human.stdout());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_start_does_not_stop_the_daemon() {
+    let rig = Rig::start().await;
+    let dead = format!("redis://127.0.0.1:{}/0", free_port());
+    let port = free_port();
+    let top = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[schedule]\non_start = \"never\"\n");
+    let tables = format!("\n[[sinks]]\ntype = \"redis\"\nurl = \"{dead}\"\n");
+    let config = rig.write_config(&rig.config_toml(&top, &tables));
+    let log = rig.path("daemon.log");
+    let mut cmd = rig.command(&config, &["run"], &[]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    let d = Daemon { child: cmd.spawn().unwrap(), base: format!("http://127.0.0.1:{port}"), log };
+    let health = format!("{}/healthz", d.base);
+    wait_for("/healthz with Redis down", Duration::from_secs(15), || {
+        let health = health.clone();
+        async move { http_get(&health).await.filter(|(s, _)| *s == 200) }
+    })
+    .await;
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = d.get("/status").await;
+    assert_eq!(status, 200, "{body}");
+    let (code, _, log) = d.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
