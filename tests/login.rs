@@ -160,3 +160,25 @@ async fn unknown_account_is_a_usage_error() {
     run.assert_code(2);
     assert!(run.stderr().contains("nobody") && run.stderr().contains("primary"), "{}", run.stderr());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_mid_login_closes_the_browser_and_publishes_nothing() {
+    let rig = Rig::with_faults(Faults { step_delay_ms: 1500, ..Faults::default() }).await;
+    let config = rig.default_config();
+    let mut child = rig.command(&config, &["login"], &[]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let sim = &rig.sim;
+    support::wait_for("the login to reach the TOTP step", std::time::Duration::from_secs(30), || async {
+        (sim.journal().mobile_submissions > 0).then_some(())
+    })
+    .await;
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+    let out =
+        tokio::time::timeout(std::time::Duration::from_secs(15), child.wait_with_output()).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert!(sim.journal().token_posts.is_empty());
+    assert!(!rig.token_path().exists());
+    rig.assert_no_browser_left();
+}
