@@ -165,7 +165,7 @@ async fn unknown_account_is_a_usage_error() {
 async fn sigint_mid_login_closes_the_browser_and_publishes_nothing() {
     let rig = Rig::with_faults(Faults { step_delay_ms: 1500, ..Faults::default() }).await;
     let config = rig.default_config();
-    let mut child = rig.command(&config, &["login"], &[]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = rig.command(&config, &["login"], &[]).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let sim = &rig.sim;
     support::wait_for("the login to reach the TOTP step", std::time::Duration::from_secs(30), || async {
         (sim.journal().mobile_submissions > 0).then_some(())
