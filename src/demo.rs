@@ -39,6 +39,9 @@ pub struct SimulateArgs {
     /// Fault: the final redirect carries a `state` other than the one sent (a forged redirect).
     #[arg(long)]
     pub tamper_state: bool,
+    /// Fault: after a correct PIN, a Cloudflare "Access denied" page instead of the redirect.
+    #[arg(long)]
+    pub bot_block_after_pin: bool,
     /// Fault: the PIN is answered this much later (longer than `browser.step_timeout_secs`: an unknown outcome).
     #[arg(long, default_value_t = 0)]
     pub pin_delay_ms: u64,
@@ -57,6 +60,7 @@ pub async fn simulate(args: SimulateArgs) -> u8 {
         bot_block: args.bot_block,
         pin_lock_after: args.pin_lock_after,
         tamper_state: args.tamper_state,
+        bot_block_after_pin: args.bot_block_after_pin,
         pin_delay_ms: args.pin_delay_ms,
         date_skew_secs: args.date_skew_secs,
     };

@@ -331,6 +331,26 @@ async fn bot_block_page_is_permanent_and_named() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_block_after_the_pin_is_permanent_and_counted() {
+    let rig = Rig::with_faults(Faults { bot_block_after_pin: true, ..Faults::default() }).await;
+    let seeded = rig.seed_token();
+    let config = rig.default_config();
+
+    let run = rig.cli(&config, &["login"]).await;
+    run.assert_code(1);
+    let stderr = run.stderr();
+    assert!(stderr.contains("bot-block page") && stderr.contains("Access denied"), "{stderr}");
+    assert!(!stderr.contains("retrying"), "permanent: never retried\n{stderr}");
+    let journal = rig.sim.journal();
+    assert_eq!((journal.states_seen.len(), journal.pin_submissions), (1, 1), "one attempt, one PIN");
+    assert!(journal.codes_issued.is_empty() && journal.token_posts.is_empty());
+    // The PIN went in without a code coming back: the lockout guard counted it.
+    assert_eq!(rig.account_state()["pin_submissions"], 1);
+    assert_token_untouched(&rig, &seeded);
+    eprintln!("bot-block after PIN: exit 1 after {:.1}s", run.elapsed.as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lockout_cap_holds_across_process_restarts() {
     // The PIN reaches Upstox but its answer never comes back in time: the outcome is unknown, so it counts.
     let rig = Rig::with_faults(Faults { pin_delay_ms: 120_000, ..Faults::default() }).await;

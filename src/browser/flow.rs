@@ -280,11 +280,7 @@ impl Run<'_> {
                 return Ok(Some(el));
             }
             if first {
-                let title = tolerate(name, "title", c.title().await)?.unwrap_or_default();
-                let lower = title.to_lowercase();
-                if ["access denied", "attention required", "just a moment"].iter().any(|m| lower.contains(m)) {
-                    return Err(BrowserError::BotBlocked { title });
-                }
+                bot_block_check(&c, name).await?;
             }
             Ok(None)
         })
@@ -352,7 +348,12 @@ impl Run<'_> {
         let result = self
             .poll("pin", "(redirect)", |c| async move {
                 let Some(current) = tolerate("pin", "current_url", c.current_url().await)? else { return Ok(None) };
-                Ok(oauth::parse_redirect(current.as_str(), redirect_uri, state)?)
+                let code = oauth::parse_redirect(current.as_str(), redirect_uri, state)?;
+                if code.is_none() {
+                    // Blocks have been reported right after PIN + OTP too, not only on the first page.
+                    bot_block_check(&c, "pin").await?;
+                }
+                Ok(code)
             })
             .await;
         match result {
@@ -370,6 +371,16 @@ impl Run<'_> {
             other => other,
         }
     }
+}
+
+/// Fail with `BotBlocked` when the page is a bot-management block ("Access denied", a challenge) instead of the app.
+async fn bot_block_check(client: &Client, step: &'static str) -> Result<(), BrowserError> {
+    let title = tolerate(step, "title", client.title().await)?.unwrap_or_default();
+    let lower = title.to_lowercase();
+    if ["access denied", "attention required", "just a moment"].iter().any(|m| lower.contains(m)) {
+        return Err(BrowserError::BotBlocked { title });
+    }
+    Ok(())
 }
 
 /// Clear the field and type `value` (never logged).

@@ -79,6 +79,14 @@ pub(super) async fn page(State(sim): State<SharedState>, headers: HeaderMap) -> 
     ([(header::CACHE_CONTROL, "no-store")], Html(LOGIN_HTML)).into_response()
 }
 
+/// Where `Faults::bot_block_after_pin` sends the app after a correct PIN.
+const BLOCKED_PATH: &str = "/cdn-cgi/access-denied";
+
+/// `GET /cdn-cgi/access-denied`: the bot-block page, always.
+pub(super) async fn blocked(headers: HeaderMap) -> Response {
+    bot_block(&headers)
+}
+
 /// Cloudflare's "Error 1010" page: the browser's signature was banned.
 fn bot_block(headers: &HeaderMap) -> Response {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("login.upstox.com");
@@ -288,6 +296,10 @@ fn submit_pin(sim: &Shared, state: &mut SimState, id: &str, pin: &str) -> Result
     }
     state.users[user].wrong_pins = 0;
     let session = state.sessions.remove(id).ok_or(LoginError::SessionExpired)?;
+    if state.faults.bot_block_after_pin {
+        tracing::warn!("simulator sends the app to the bot-block page instead of the redirect");
+        return Ok(json!({"redirect_uri": BLOCKED_PATH, "code": "", "state": null}));
+    }
     let code = loop {
         let candidate = random_alphanumeric(CODE_LEN);
         if !state.journal.codes_issued.contains(&candidate) {
@@ -367,6 +379,21 @@ mod tests {
         assert!(!html.contains(r#"id="app""#));
         h.sim.set_faults(Faults::default());
         assert_eq!(h.get(h.url("login?user_id=x")).await.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn bot_block_after_pin_sends_the_app_to_the_block_page_without_a_code() {
+        let h = Harness::start_with(Faults { bot_block_after_pin: true, ..Faults::default() }).await;
+        let session = h.open_session(Some("s")).await;
+        h.submit_mobile(&session, &h.user().mobile).await;
+        h.submit_otp(&session, &h.totp(0)).await;
+        let (status, body) = h.submit_pin(&session, &h.user().pin).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["redirect_uri"], BLOCKED_PATH);
+        assert!(h.sim.journal().codes_issued.is_empty());
+        let page = h.get(h.url(BLOCKED_PATH.trim_start_matches('/'))).await;
+        assert_eq!(page.status(), StatusCode::FORBIDDEN);
+        assert!(page.text().await.unwrap().contains("Access denied"));
     }
 
     #[tokio::test]

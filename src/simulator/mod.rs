@@ -78,6 +78,9 @@ pub struct Faults {
     /// The final redirect carries a `state` other than the one the dialog received (a CSRF stand-in); the code is
     /// still issued.
     pub tamper_state: bool,
+    /// After a correct PIN the app is sent to a Cloudflare "Access denied | Error 1010" page instead of the
+    /// redirect (the block reported after PIN + OTP); no code is issued.
+    pub bot_block_after_pin: bool,
     /// Every response's `Date` header is this many seconds ahead of the real clock (negative: behind), as if the
     /// local clock were skewed the other way.
     pub date_skew_secs: i64,
@@ -271,6 +274,7 @@ fn router(shared: SharedState) -> Router {
         .route("/login/api/session/{id}/mobile", post(login::mobile))
         .route("/login/api/session/{id}/otp", post(login::otp))
         .route("/login/api/session/{id}/pin", post(login::pin))
+        .route("/cdn-cgi/access-denied", get(login::blocked))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::map_response_with_state(shared.clone(), skew_date))
