@@ -168,9 +168,14 @@ impl Run<'_> {
                 record(&mut self.timings, self.inputs.account, "dialog", started);
                 step_started = Instant::now();
             }
+            let next = steps.get(i + 1);
             match step.field {
                 Field::Mobile => self.type_and_submit(&input, step, self.inputs.mobile).await?,
-                Field::Totp => self.submit_totp(&input, step, &mut last_totp, observe).await?,
+                Field::Totp => {
+                    // invariant: `steps` puts the PIN step after the TOTP step
+                    let next = next.expect("a step follows the TOTP step");
+                    found = Some(self.submit_totp(&input, step, next, &mut last_totp, observe).await?);
+                }
                 Field::Pin => {
                     type_into(&input, step.name, self.inputs.pin.expose()).await?;
                     let button = self.wait_for_enabled(step).await?;
@@ -178,18 +183,12 @@ impl Run<'_> {
                     button.click().await.map_err(failed(step.name, "click"))?;
                 }
             }
-            if let Some(next) = steps.get(i + 1) {
-                // The next step's input appearing is the success signal of this one (the URL is no signal: the
-                // app pushStates it before the backend has answered).
-                self.current = next.name;
-                let (name, next_input) = (step.name, next.input.as_str());
-                let input = self
-                    .poll(step.name, &next.input, |c| async move {
-                        tolerate(name, "find", c.find(Locator::Css(next_input)).await)
-                    })
-                    .await?;
-                found = Some(input);
-                self.current = step.name;
+            if let Some(next) = next {
+                if found.is_none() {
+                    self.current = next.name;
+                    found = Some(self.wait_for_next(step, next).await?);
+                    self.current = step.name;
+                }
                 record(&mut self.timings, self.inputs.account, step.name, step_started);
                 step_started = Instant::now();
             }
@@ -199,15 +198,16 @@ impl Run<'_> {
         Ok(code)
     }
 
-    /// Type the TOTP of a fresh window; on the first "Invalid OTP", once more in the next window.
+    /// Type the TOTP of a fresh window; on the first "Invalid OTP", once more in the next window. Returns the
+    /// next step's input, whose appearance is the success signal.
     async fn submit_totp(
         &mut self,
         input: &fantoccini::elements::Element,
         step: &Step,
+        next: &Step,
         last_used: &mut Option<u64>,
         observe: &mut Observer<'_>,
-    ) -> Result<(), BrowserError> {
-        let next_input = steps(&self.inputs.browser.selectors)[2].input.clone();
+    ) -> Result<fantoccini::elements::Element, BrowserError> {
         for attempt in 0..2 {
             let code = self.fresh_totp(last_used, observe).await?;
             type_into(input, step.name, code.code.expose()).await?;
@@ -216,8 +216,7 @@ impl Run<'_> {
             }
             let button = self.wait_for_enabled(step).await?;
             button.click().await.map_err(failed(step.name, "click"))?;
-            let locator = next_input.clone();
-            match self.poll_once_settled(step.name, &locator).await {
+            match self.wait_for_next(step, next).await {
                 Err(BrowserError::Rejected { rejection: PageRejection::TotpRejected(text), .. }) if attempt == 0 => {
                     tracing::warn!(account = self.inputs.account, message = %text, "TOTP rejected; retrying once in the next window");
                 }
@@ -227,12 +226,14 @@ impl Run<'_> {
         unreachable!("the loop returns on the second attempt")
     }
 
-    /// Wait for the PIN input (success) or an error; used only by the TOTP retry logic.
-    async fn poll_once_settled(&self, step: &'static str, next: &str) -> Result<(), BrowserError> {
+    /// Wait for `next`'s input after submitting `step`: its appearance is the success signal of `step` (the URL is
+    /// no signal: the app pushStates it before the backend has answered); a page error ends the wait.
+    async fn wait_for_next(&self, step: &Step, next: &Step) -> Result<fantoccini::elements::Element, BrowserError> {
+        let (name, next_input) = (step.name, next.input.as_str());
         self.poll(
-            step,
-            next,
-            |c| async move { Ok(tolerate(step, "find", c.find(Locator::Css(next)).await)?.map(|_| ())) },
+            step.name,
+            next_input,
+            |c| async move { tolerate(name, "find", c.find(Locator::Css(next_input)).await) },
         )
         .await
     }
