@@ -14,7 +14,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
 
 /// How often waits re-check their condition: the app's default `browser.poll_interval_ms`.
 const POLL: Duration = Duration::from_millis(50);
@@ -81,33 +80,20 @@ async fn main() -> Result<(), Error> {
     Ok(closed?)
 }
 
-/// The app's Chromium flags, start page and capabilities (`src/browser/webdriver.rs`, headless).
+/// The app's own capabilities (Chromium flags, start page, page-load strategy) with the default browser settings.
 fn capabilities(profile: &std::path::Path) -> serde_json::Map<String, serde_json::Value> {
-    let caps = json!({
-        "browserName": "chrome",
-        "pageLoadStrategy": "eager",
-        "goog:chromeOptions": { "args": [
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            "--disable-sync",
-            "--disable-extensions",
-            "--disable-default-apps",
-            "--no-default-browser-check",
-            "--window-size=1280,900",
-            format!("--user-data-dir={}", profile.display()),
-        ],
-        "prefs": { "session": { "restore_on_startup": 4, "startup_urls": ["about:blank"] } },
-        },
-    });
-    match caps {
-        serde_json::Value::Object(map) => map,
-        _ => unreachable!("object literal"),
-    }
+    let browser = upstox_relogin::config::BrowserConfig {
+        webdriver_url: None,
+        chromedriver: "chromedriver".into(),
+        chrome: None,
+        headless: true,
+        step_timeout: STEP_TIMEOUT,
+        poll_interval: POLL,
+        user_agent: None,
+        extra_args: Vec::new(),
+        selectors: Default::default(),
+    };
+    upstox_relogin::browser::capabilities(&browser, Some(profile))
 }
 
 async fn wait_for(client: &Client, css: &str) -> Result<fantoccini::elements::Element, Error> {

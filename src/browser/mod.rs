@@ -10,7 +10,7 @@ mod webdriver;
 
 pub use artifacts::{ArtifactStore, Scrub};
 pub use flow::{FlowEvent, FlowInputs, LoginOutcome, StepTiming, login};
-pub use webdriver::{Browser, profile_prefix, sweep_stale_profiles};
+pub use webdriver::{Browser, capabilities, profile_prefix, sweep_stale_profiles};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -141,7 +141,9 @@ fn remove_profile(profile: tempfile::TempDir) {
     }
 }
 
-fn capabilities(config: &BrowserConfig, profile: Option<&Path>) -> serde_json::Map<String, serde_json::Value> {
+/// The session's capabilities: Chromium's flags (those a root, offline, headless machine needs), the start page,
+/// the page-load strategy. Public so the benchmark's baseline program starts the very same browser.
+pub fn capabilities(config: &BrowserConfig, profile: Option<&Path>) -> serde_json::Map<String, serde_json::Value> {
     let mut args: Vec<String> = [
         "--no-sandbox",
         "--disable-gpu",
