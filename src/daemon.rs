@@ -119,7 +119,7 @@ pub async fn run(config: Arc<Config>) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let next = crate::status::next_run(&config.schedule, chrono::Utc::now());
+    let next = config.schedule.next_run(chrono::Utc::now());
     info!(
         listen = %config.server.listen,
         cron = %config.schedule.cron,

@@ -15,7 +15,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::cli::{EXIT_FAILURE, EXIT_OK};
-use crate::config::{Config, ScheduleConfig};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::relogin::{Relogin, error_chain};
 use crate::state::Attempt;
@@ -51,24 +51,6 @@ pub struct SinkStatus {
     pub generation: Option<u64>,
     pub expires_at: Option<String>,
     pub valid: bool,
-}
-
-impl StatusReport {
-    pub fn ready(&self) -> bool {
-        self.accounts.iter().all(|a| a.valid_in_every_sink)
-    }
-}
-
-/// The first cron tick strictly after `after`, in the schedule's time zone.
-pub fn next_run(schedule: &ScheduleConfig, after: chrono::DateTime<Utc>) -> Option<chrono::DateTime<chrono_tz::Tz>> {
-    let cron = croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(&schedule.cron)
-        .ok()?;
-    let after = chrono::Timelike::with_nanosecond(&after, 0).unwrap_or(after);
-    cron.find_next_occurrence(&after.with_timezone(&schedule.timezone), false).ok()
 }
 
 /// Build the report from state files and what the sinks hold.
@@ -111,7 +93,7 @@ pub async fn report(relogin: &Relogin) -> StatusReport {
     StatusReport {
         schedule: config.schedule.cron.clone(),
         timezone: config.schedule.timezone.to_string(),
-        next_run: next_run(&config.schedule, now).map(|t| t.to_rfc3339()),
+        next_run: config.schedule.next_run(now).map(|t| t.to_rfc3339()),
         accounts,
     }
 }

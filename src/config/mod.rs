@@ -55,8 +55,18 @@ pub enum OnStart {
 pub struct ScheduleConfig {
     /// Validated six-field cron expression, as tokio-cron-scheduler takes it.
     pub cron: String,
+    /// `cron` parsed once, with tokio-cron-scheduler's own settings.
+    pub parsed: croner::Cron,
     pub timezone: chrono_tz::Tz,
     pub on_start: OnStart,
+}
+
+impl ScheduleConfig {
+    /// The first tick strictly after `after`, in the schedule's time zone.
+    pub fn next_run(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono_tz::Tz>> {
+        let after = chrono::Timelike::with_nanosecond(&after, 0).unwrap_or(after);
+        self.parsed.find_next_occurrence(&after.with_timezone(&self.timezone), false).ok()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -71,7 +71,8 @@ impl RawConfig {
             state_dir: self.state_dir,
             server: ServerConfig { listen },
             schedule: ScheduleConfig {
-                cron: cron.expect("validated"),
+                cron: self.schedule.cron.clone(),
+                parsed: cron.expect("validated"),
                 timezone: timezone.expect("validated"),
                 on_start,
             },
@@ -175,7 +176,7 @@ impl RawConfig {
 }
 
 /// tokio-cron-scheduler's syntax: six fields, seconds first, day-of-month and day-of-week both honoured.
-fn validate_cron(expr: &str) -> Result<String, String> {
+fn validate_cron(expr: &str) -> Result<croner::Cron, String> {
     let fields = expr.split_whitespace().count();
     if fields != 6 {
         return Err(format!("expected 6 fields (sec min hour dom mon dow), got {fields} in \"{expr}\""));
@@ -185,7 +186,6 @@ fn validate_cron(expr: &str) -> Result<String, String> {
         .dom_and_dow(true)
         .build()
         .parse(expr)
-        .map(|_| expr.to_owned())
         .map_err(|e| format!("invalid cron \"{expr}\": {e}"))
 }
 
