@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::BackoffBuilder;
+use backon::{BackoffBuilder, Retryable};
 use chrono::Utc;
 use futures_util::future::join_all;
 use tracing::{info, warn};
@@ -23,8 +23,8 @@ use crate::state::{AccountState, Attempt, StateError, StateStore};
 use crate::token::{self, TokenDocument};
 use crate::totp::TotpGenerator;
 
-/// Tries of one sink write within a run, and the first pause between them (doubling).
-const SINK_TRIES: u32 = 4;
+/// Retries of a failed sink write within a run, and the first pause between them (doubling).
+const SINK_RETRIES: usize = 3;
 const SINK_FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// A clock further than this from Upstox's gets a warning: TOTP codes near a window's edge start failing.
 const MAX_CLOCK_SKEW: Duration = Duration::from_secs(2);
@@ -59,6 +59,8 @@ pub enum ReloginError {
     },
     #[error("the new token (generation {generation}) did not reach every sink: {}", .failures.iter().map(|(s, e)| format!("`{s}`: {}", error_chain(e))).collect::<Vec<_>>().join("; "))]
     Publish { generation: u64, failures: Vec<(String, SinkError)> },
+    #[error("cannot set up a sink")]
+    SinkSetup(#[source] SinkError),
     #[error("run deadline of {0:?} passed (`login.run_deadline_secs`)")]
     Deadline(Duration),
     #[error(transparent)]
@@ -99,7 +101,11 @@ impl ReloginError {
         match self {
             ReloginError::Browser { error } => error.is_permanent(),
             ReloginError::Exchange { error: ExchangeError::Refused(u) } => u.is_permanent(),
-            ReloginError::Guard(_) | ReloginError::Busy(_) | ReloginError::State(_) | ReloginError::Http(_) => true,
+            ReloginError::Guard(_)
+            | ReloginError::Busy(_)
+            | ReloginError::State(_)
+            | ReloginError::Http(_)
+            | ReloginError::SinkSetup(_) => true,
             _ => false,
         }
     }
@@ -109,7 +115,8 @@ impl ReloginError {
 pub struct Relogin {
     config: Arc<Config>,
     sinks: Vec<Sink>,
-    api: UpstoxApi,
+    /// Built on first use: `status`, `/status` and an idle daemon never pay for the TLS set-up.
+    api: std::sync::OnceLock<UpstoxApi>,
     state: StateStore,
     artifacts: ArtifactStore,
     metrics: Arc<Metrics>,
@@ -117,16 +124,19 @@ pub struct Relogin {
 
 impl Relogin {
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Self, ReloginError> {
-        let sinks = config
-            .sinks
-            .iter()
-            .map(Sink::new)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ReloginError::Publish { generation: 0, failures: vec![("config".into(), e)] })?;
-        let api = UpstoxApi::new(&config.upstox).map_err(ReloginError::Http)?;
+        let sinks =
+            config.sinks.iter().map(Sink::new).collect::<Result<Vec<_>, _>>().map_err(ReloginError::SinkSetup)?;
         let state = StateStore::new(&config.state_dir);
         let artifacts = ArtifactStore::new(config.state_dir.join("failures"), config.login.failure_artifacts_keep);
-        Ok(Self { config, sinks, api, state, artifacts, metrics })
+        Ok(Self { config, sinks, api: std::sync::OnceLock::new(), state, artifacts, metrics })
+    }
+
+    fn api(&self) -> Result<&UpstoxApi, ReloginError> {
+        if let Some(api) = self.api.get() {
+            return Ok(api);
+        }
+        let api = UpstoxApi::new(&self.config.upstox).map_err(ReloginError::Http)?;
+        Ok(self.api.get_or_init(|| api))
     }
 
     pub fn config(&self) -> &Config {
@@ -181,7 +191,7 @@ impl Relogin {
         let held = self.read_sinks(&account.name).await;
         let best = held.iter().flatten().filter(|d| d.is_unexpired(Utc::now())).max_by_key(|d| d.generation).cloned();
         if let Some(doc) = best.filter(|_| !force) {
-            match self.api.check_token(&crate::secret::AccessToken::new(doc.access_token.clone())).await {
+            match self.api()?.check_token(&crate::secret::AccessToken::new(doc.access_token.clone())).await {
                 Ok(TokenCheck::Valid) => return self.keep(account, doc, &held).await,
                 Ok(TokenCheck::Rejected(e)) => info!(reason = %e, "published token rejected by Upstox; logging in"),
                 Err(e) => {
@@ -261,23 +271,20 @@ impl Relogin {
     /// Publish to `sinks` concurrently, each retried with backoff; one failing sink never blocks the others.
     async fn publish_everywhere(&self, doc: &TokenDocument, sinks: Vec<&Sink>) -> Result<(), ReloginError> {
         let writes = sinks.into_iter().map(|sink| async move {
-            let mut pause = SINK_FIRST_BACKOFF;
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                match sink.publish(doc).await {
-                    Ok(()) => return Ok(()),
-                    Err(e) => {
-                        self.metrics.sink_failure(&sink.label());
-                        if tries >= SINK_TRIES {
-                            return Err((sink.label(), e));
-                        }
-                        warn!(sink = %sink.label(), error = %error_chain(&e), retry_in_ms = pause.as_millis() as u64, "sink write failed");
-                        tokio::time::sleep(pause).await;
-                        pause *= 2;
-                    }
-                }
-            }
+            let retries = backon::ExponentialBuilder::default()
+                .with_min_delay(SINK_FIRST_BACKOFF)
+                .with_max_times(SINK_RETRIES);
+            let result = (|| sink.publish(doc))
+                .retry(retries)
+                .notify(|e, pause| {
+                    self.metrics.sink_failure(&sink.label());
+                    warn!(sink = %sink.label(), error = %error_chain(e), retry_in_ms = pause.as_millis() as u64, "sink write failed");
+                })
+                .await;
+            result.map_err(|e| {
+                self.metrics.sink_failure(&sink.label());
+                (sink.label(), e)
+            })
         });
         let failures: Vec<(String, SinkError)> = join_all(writes).await.into_iter().filter_map(Result::err).collect();
         if failures.is_empty() { Ok(()) } else { Err(ReloginError::Publish { generation: doc.generation, failures }) }
@@ -380,7 +387,7 @@ impl Relogin {
         }
         let exchange_started = Instant::now();
         let response =
-            self.api.exchange(account, outcome.code).await.map_err(|error| ReloginError::Exchange { error })?;
+            self.api()?.exchange(account, outcome.code).await.map_err(|error| ReloginError::Exchange { error })?;
         let elapsed = exchange_started.elapsed();
         self.metrics.step_duration("exchange", elapsed.as_secs_f64());
         info!(step = "exchange", elapsed_ms = elapsed.as_millis() as u64, "step done");
@@ -392,7 +399,8 @@ impl Relogin {
     /// Compare the local clock with the `Date` of Upstox's API and warn when they differ by more than
     /// `MAX_CLOCK_SKEW`. Never fails a login: an unreachable API is the exchange's problem.
     async fn check_clock(&self) {
-        match tokio::time::timeout(CLOCK_CHECK_TIMEOUT, self.api.clock_skew()).await {
+        let Ok(api) = self.api() else { return };
+        match tokio::time::timeout(CLOCK_CHECK_TIMEOUT, api.clock_skew()).await {
             Ok(Ok(Some(skew))) => {
                 let secs = skew.num_milliseconds() as f64 / 1000.0;
                 if skew.abs() > chrono::Duration::from_std(MAX_CLOCK_SKEW).unwrap_or(chrono::Duration::MAX) {
@@ -416,7 +424,7 @@ impl Relogin {
                 "a PIN for account `{}` was rejected today ({day} IST); no further attempt today. Fix the PIN, then delete \
                  `pin_rejected_day` from `{}` or wait for tomorrow",
                 account.name,
-                self.config.state_dir.join("accounts").join(format!("{}.json", account.name)).display()
+                self.state.path(&account.name).display()
             ))
         } else if state.pin_submissions_on(day) >= cap {
             Some(format!(

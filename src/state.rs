@@ -86,7 +86,8 @@ impl StateStore {
         Self { dir: state_dir.join("accounts") }
     }
 
-    fn path(&self, account: &str) -> PathBuf {
+    /// The account's state file.
+    pub fn path(&self, account: &str) -> PathBuf {
         self.dir.join(format!("{account}.json"))
     }
 
