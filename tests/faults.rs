@@ -310,17 +310,23 @@ async fn totp_rejected_twice_in_a_row_is_permanent() {
     assert_no_secrets("TOTP rejected twice", &run, &secrets(&rig, &seeded, None));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bot_block_page_is_permanent_and_named() {
-    let rig = Rig::with_faults(Faults { bot_block: true, ..Faults::default() }).await;
+/// A login against a simulator serving a bot-block page under `faults`: it must fail at once, naming the page, with
+/// no retry. Returns what the caller checks further.
+async fn login_into_a_bot_block(faults: Faults) -> (Rig, Vec<u8>, support::CliRun) {
+    let rig = Rig::with_faults(faults).await;
     let seeded = rig.seed_token();
     let config = rig.default_config();
-
     let run = rig.cli(&config, &["login"]).await;
     run.assert_code(1);
     let stderr = run.stderr();
     assert!(stderr.contains("bot-block page") && stderr.contains("Access denied"), "{stderr}");
     assert!(!stderr.contains("retrying"), "permanent: never retried\n{stderr}");
+    (rig, seeded, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_block_page_is_permanent_and_named() {
+    let (rig, seeded, run) = login_into_a_bot_block(Faults { bot_block: true, ..Faults::default() }).await;
     assert!(run.elapsed < Duration::from_secs(15), "quick: {:?}", run.elapsed);
     let journal = rig.sim.journal();
     assert_eq!(journal.states_seen.len(), 1, "one attempt");
@@ -332,15 +338,7 @@ async fn bot_block_page_is_permanent_and_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bot_block_after_the_pin_is_permanent_and_counted() {
-    let rig = Rig::with_faults(Faults { bot_block_after_pin: true, ..Faults::default() }).await;
-    let seeded = rig.seed_token();
-    let config = rig.default_config();
-
-    let run = rig.cli(&config, &["login"]).await;
-    run.assert_code(1);
-    let stderr = run.stderr();
-    assert!(stderr.contains("bot-block page") && stderr.contains("Access denied"), "{stderr}");
-    assert!(!stderr.contains("retrying"), "permanent: never retried\n{stderr}");
+    let (rig, seeded, run) = login_into_a_bot_block(Faults { bot_block_after_pin: true, ..Faults::default() }).await;
     let journal = rig.sim.journal();
     assert_eq!((journal.states_seen.len(), journal.pin_submissions), (1, 1), "one attempt, one PIN");
     assert!(journal.codes_issued.is_empty() && journal.token_posts.is_empty());

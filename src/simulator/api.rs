@@ -145,9 +145,9 @@ pub(super) async fn dialog(State(sim): State<SharedState>, RawQuery(query): RawQ
     (StatusCode::FOUND, [(header::LOCATION, format!("/login?{query}"))]).into_response()
 }
 
-/// The flat token success body: exactly these 12 fields, in Upstox's order.
+/// What Upstox says about an account, first in both the token body and the profile (same order in both).
 #[derive(Serialize)]
-struct TokenBody<'a> {
+struct AccountFacts<'a> {
     email: &'a str,
     exchanges: [&'static str; 6],
     products: [&'static str; 3],
@@ -157,6 +157,29 @@ struct TokenBody<'a> {
     order_types: [&'static str; 4],
     user_type: &'static str,
     poa: bool,
+}
+
+impl<'a> AccountFacts<'a> {
+    fn of(user: &'a SimUser) -> Self {
+        AccountFacts {
+            email: &user.email,
+            exchanges: EXCHANGES,
+            products: PRODUCTS,
+            broker: "UPSTOX",
+            user_id: &user.user_id,
+            user_name: &user.user_name,
+            order_types: ORDER_TYPES,
+            user_type: "individual",
+            poa: false,
+        }
+    }
+}
+
+/// The flat token success body: exactly these 12 fields, in Upstox's order.
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    #[serde(flatten)]
+    facts: AccountFacts<'a>,
     is_active: bool,
     access_token: String,
     extended_token: String,
@@ -165,15 +188,8 @@ struct TokenBody<'a> {
 /// The profile's `data`: 11 fields.
 #[derive(Serialize)]
 struct ProfileData<'a> {
-    email: &'a str,
-    exchanges: [&'static str; 6],
-    products: [&'static str; 3],
-    broker: &'static str,
-    user_id: &'a str,
-    user_name: &'a str,
-    order_types: [&'static str; 4],
-    user_type: &'static str,
-    poa: bool,
+    #[serde(flatten)]
+    facts: AccountFacts<'a>,
     ddpi: bool,
     is_active: bool,
 }
@@ -216,21 +232,7 @@ pub(super) async fn token(State(sim): State<SharedState>, body: String) -> Respo
     state.journal.access_tokens_issued += 1;
     drop(state);
     tracing::info!(user_id = %user.user_id, %expires_at, "simulator issued an access token");
-    Json(TokenBody {
-        email: &user.email,
-        exchanges: EXCHANGES,
-        products: PRODUCTS,
-        broker: "UPSTOX",
-        user_id: &user.user_id,
-        user_name: &user.user_name,
-        order_types: ORDER_TYPES,
-        user_type: "individual",
-        poa: false,
-        is_active: true,
-        access_token,
-        extended_token,
-    })
-    .into_response()
+    Json(TokenBody { facts: AccountFacts::of(user), is_active: true, access_token, extended_token }).into_response()
 }
 
 /// The live (issued, unexpired, unrevoked) access token named by `Authorization: Bearer …`, as a map key.
@@ -248,19 +250,7 @@ pub(super) async fn profile(State(sim): State<SharedState>, headers: HeaderMap) 
         return ApiError::Token.respond(KeyCase::Snake);
     };
     let user = &sim.config.users[token.user];
-    success(ProfileData {
-        email: &user.email,
-        exchanges: EXCHANGES,
-        products: PRODUCTS,
-        broker: "UPSTOX",
-        user_id: &user.user_id,
-        user_name: &user.user_name,
-        order_types: ORDER_TYPES,
-        user_type: "individual",
-        poa: false,
-        ddpi: false,
-        is_active: true,
-    })
+    success(ProfileData { facts: AccountFacts::of(user), ddpi: false, is_active: true })
 }
 
 /// `DELETE /v2/logout`: revoke the bearer token.

@@ -236,8 +236,7 @@ fn totp_step(secret: &str, code: &str, now: u64) -> Option<u64> {
     if !is_digits(code, TOTP_DIGITS) {
         return None;
     }
-    let cleaned: String = secret.chars().filter(|c| !c.is_whitespace() && *c != '=').collect();
-    let secret = Secret::try_from_base32(cleaned.to_ascii_uppercase()).ok()?;
+    let secret = Secret::try_from_base32(crate::totp::normalise_secret(secret).ok()?).ok()?;
     let totp = Builder::new()
         .with_algorithm(Algorithm::SHA1)
         .with_digits(TOTP_DIGITS as u8)
