@@ -93,7 +93,7 @@ fn capabilities(profile: &std::path::Path) -> serde_json::Map<String, serde_json
         extra_args: Vec::new(),
         selectors: Default::default(),
     };
-    upstox_relogin::browser::capabilities(&browser, Some(profile))
+    upstox_relogin::login::browser::capabilities(&browser, Some(profile))
 }
 
 async fn wait_for(client: &Client, css: &str) -> Result<fantoccini::elements::Element, Error> {

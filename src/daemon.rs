@@ -3,66 +3,66 @@
 //!
 //! Runs never overlap: a tick that finds a run in progress is skipped and logged. Every run has a deadline
 //! (`login.run_deadline_secs`, per account). A failed run is recorded and never stops the daemon. On a signal the
-//! in-flight run is cancelled — dropping it kills its browser — and the process exits 0. Between runs no browser
-//! process exists.
+//! in-flight run is cancelled — dropping it kills its browser — and `run` returns. Between runs no browser
+//! process exists. This module never prints and never picks an exit code: `cli` does.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use crate::config::{Config, OnStart};
+use crate::error::error_chain;
 use crate::metrics::Metrics;
-use crate::relogin::{Relogin, error_chain};
+use crate::run::pool::run_accounts;
+use crate::run::{RunError, Runner, Trigger, WhenValid};
+use crate::shutdown::{self, Signal};
 
 /// How long a stop waits for the in-flight run to unwind (browser teardown included).
 const STOP_GRACE: Duration = Duration::from_secs(8);
 
-/// Resolves on SIGINT or SIGTERM with the signal's name.
-pub async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without handlers the default disposition still stops the process; nothing to wait for here.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Setup(RunError),
+    #[error("cannot listen on `server.listen` = {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot arm `schedule.cron`")]
+    Schedule(#[source] JobSchedulerError),
 }
 
 /// Runs one pass over the accounts at a time; shared by cron ticks and the start-up catch-up.
-struct Runner {
-    relogin: Arc<Relogin>,
+struct Passes {
+    runner: Arc<Runner>,
     busy: tokio::sync::Mutex<()>,
     cancel: CancellationToken,
 }
 
-impl Runner {
-    async fn pass(&self, trigger: &str, force: bool) {
+impl Passes {
+    async fn pass(&self, trigger: Trigger, when_valid: WhenValid) {
         let Ok(_running) = self.busy.try_lock() else {
-            warn!(trigger, "a run is still in progress; this one is skipped");
+            warn!(%trigger, "a run is still in progress; this one is skipped");
             return;
         };
-        info!(trigger, "run started");
-        for account in &self.relogin.config().accounts {
-            let outcome = tokio::select! {
-                _ = self.cancel.cancelled() => {
-                    info!(account = %account.name, "run cancelled by shutdown");
-                    return;
-                }
-                outcome = self.relogin.run(account, force) => outcome,
-            };
-            match outcome {
-                Ok(o) => info!(account = %account.name, "{}", crate::cli::describe(&o)),
-                Err(e) => {
-                    error!(account = %account.name, error = %error_chain(&e), "run failed; next try at the next tick")
-                }
+        info!(%trigger, "run started");
+        let accounts: Vec<_> = self.runner.config().accounts.iter().collect();
+        let work = run_accounts(&self.runner, &accounts, when_valid, |done| match &done.result {
+            Ok(o) => info!(account = %done.account.name, "{o}"),
+            Err(e) => {
+                error!(account = %done.account.name, error = %error_chain(e), "run failed; next try at the next tick")
             }
+        });
+        tokio::select! {
+            _ = self.cancel.cancelled() => info!("run cancelled by shutdown"),
+            _ = work => {}
         }
         release_freed_memory();
     }
@@ -78,32 +78,23 @@ fn release_freed_memory() {
     }
 }
 
-pub async fn run(config: Arc<Config>) -> u8 {
+/// Serve and log in on schedule until SIGINT/SIGTERM; returns the signal that stopped it.
+pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
     let metrics = Arc::new(Metrics::new());
-    let relogin = match Relogin::new(Arc::clone(&config), metrics) {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
-            return EXIT_USAGE;
-        }
-    };
-    let swept = crate::browser::sweep_stale_profiles();
+    let runner = Arc::new(Runner::new(Arc::clone(&config), metrics).map_err(DaemonError::Setup)?);
+    let swept = crate::login::browser::sweep_stale_profiles();
     if swept > 0 {
         info!(swept, "removed browser profile dirs left by a previous crash");
     }
-    let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on `server.listen` = {}: {e}", config.server.listen);
-            return EXIT_FAILURE;
-        }
-    };
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| DaemonError::Listen { addr: config.server.listen, source })?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let runner = Arc::new(Runner { relogin: Arc::clone(&relogin), busy: Default::default(), cancel: cancel.clone() });
+    let passes = Arc::new(Passes { runner: Arc::clone(&runner), busy: Default::default(), cancel: cancel.clone() });
 
     let server_cancel = cancel.clone();
-    let app = crate::status::router(Arc::clone(&relogin));
+    let app = crate::http::router(Arc::clone(&runner));
     tracker.spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(server_cancel.cancelled_owned());
         if let Err(e) = serve.await {
@@ -111,12 +102,11 @@ pub async fn run(config: Arc<Config>) -> u8 {
         }
     });
 
-    let mut scheduler = match arm_schedule(&config, &runner, &tracker).await {
+    let mut scheduler = match arm_schedule(&config, &passes, &tracker).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot arm `schedule.cron`: {e}");
             cancel.cancel();
-            return EXIT_USAGE;
+            return Err(DaemonError::Schedule(e));
         }
     };
     let next = config.schedule.next_run(chrono::Utc::now());
@@ -127,16 +117,18 @@ pub async fn run(config: Arc<Config>) -> u8 {
         next_run = %next.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()),
         "daemon started"
     );
-    match config.schedule.on_start {
-        OnStart::Never => {}
-        on_start => {
-            let runner = Arc::clone(&runner);
-            tracker.spawn(async move { runner.pass("start", on_start == OnStart::Always).await });
-        }
+    let when_valid = match config.schedule.on_start {
+        OnStart::Never => None,
+        OnStart::IfStale => Some(WhenValid::Skip),
+        OnStart::Always => Some(WhenValid::LogIn),
+    };
+    if let Some(when_valid) = when_valid {
+        let passes = Arc::clone(&passes);
+        tracker.spawn(async move { passes.pass(Trigger::Start, when_valid).await });
     }
 
-    let signal = shutdown_signal().await;
-    info!(signal, "stopping");
+    let signal = shutdown::signal().await;
+    info!(%signal, "stopping");
     cancel.cancel();
     if let Err(e) = scheduler.shutdown().await {
         warn!(error = %e, "scheduler shutdown reported an error");
@@ -146,21 +138,21 @@ pub async fn run(config: Arc<Config>) -> u8 {
         warn!("in-flight work did not stop within {STOP_GRACE:?}");
     }
     info!("stopped");
-    EXIT_OK
+    Ok(signal)
 }
 
 async fn arm_schedule(
     config: &Config,
-    runner: &Arc<Runner>,
+    passes: &Arc<Passes>,
     tracker: &TaskTracker,
-) -> Result<JobScheduler, tokio_cron_scheduler::JobSchedulerError> {
+) -> Result<JobScheduler, JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
-    let runner = Arc::clone(runner);
+    let passes = Arc::clone(passes);
     let tracker = tracker.clone();
     let job = Job::new_async_tz(config.schedule.cron.as_str(), config.schedule.timezone, move |_id, _lock| {
-        let runner = Arc::clone(&runner);
+        let passes = Arc::clone(&passes);
         // Tracked so a stop waits for the pass to unwind; the pass itself skips when another is running.
-        let task = tracker.spawn(async move { runner.pass("cron", false).await });
+        let task = tracker.spawn(async move { passes.pass(Trigger::Cron, WhenValid::Skip).await });
         Box::pin(async move {
             let _ = task.await;
         })

@@ -1,22 +1,38 @@
 //! upstox-relogin: logs in to Upstox through a real headless browser every morning and publishes the token.
 //!
-//! Reading order: `config` (what the user asked for) → `secret`, `totp`, `token` (the values) → `oauth` (the
-//! protocol) → `browser` (the hosted login) → `sink` and `state` (what is kept) → `relogin` (one account's run) →
-//! `daemon`, `status`, `metrics` (the long-running side) → `cli`, `demo` (the commands) → `simulator` (the
-//! stand-in for Upstox used by tests, `demo` and `simulate`).
+//! Layers, from the bottom up (a module imports only from its own layer or below):
+//! 1. values: `config` (what the user asked for), `secret`, `totp`, `token`, `error`;
+//! 2. parts: `oauth` (the protocol), `state` (what survives restarts), `sink` (where tokens go), `metrics`;
+//! 3. `coordinate` (may I log this account in now, with which generation), `login` (the ways to get a token:
+//!    `login::browser` drives the hosted dialog; `login::guard` is the lockout guard);
+//! 4. `run` (one account's run, the pass over accounts, publishing);
+//! 5. `status` (what each account looks like), `http` (the daemon's endpoints), `daemon` (the schedule),
+//!    `shutdown` (the stop signal);
+//! 6. `cli` (the commands; the only place that prints results and picks exit codes).
+//!
+//! `simulator` stands apart: a stand-in for Upstox used by tests, `demo` and `simulate`; only `cli` uses it.
 
-pub mod browser;
-pub mod cli;
 pub mod config;
-pub mod daemon;
-pub mod demo;
-pub mod metrics;
-pub mod oauth;
-pub mod relogin;
+pub mod error;
 pub mod secret;
-pub mod simulator;
-pub mod sink;
-pub mod state;
-pub mod status;
 pub mod token;
 pub mod totp;
+
+pub mod metrics;
+pub mod oauth;
+pub mod sink;
+pub mod state;
+
+pub mod coordinate;
+pub mod login;
+
+pub mod run;
+
+pub mod daemon;
+pub mod http;
+pub mod shutdown;
+pub mod status;
+
+pub mod cli;
+
+pub mod simulator;

@@ -1,12 +1,14 @@
 //! `upstox-relogin`: parse the command line, set up logging, run the command, exit with its code.
 
 use std::io::IsTerminal;
+use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use upstox_relogin::cli::{self, ExitStatus};
 
-fn main() -> std::process::ExitCode {
-    let cli = upstox_relogin::cli::Cli::parse();
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,reqwest=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -20,8 +22,8 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::from(upstox_relogin::cli::EXIT_FAILURE);
+            return ExitStatus::Failure.into();
         }
     };
-    runtime.block_on(upstox_relogin::cli::execute(cli))
+    runtime.block_on(cli::execute(cli)).into()
 }

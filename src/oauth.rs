@@ -12,7 +12,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{Account, UpstoxConfig};
+use crate::config::{OAuthApp, UpstoxConfig};
 use crate::secret::{AccessToken, AuthCode};
 
 /// The `state` parameter: 192 random bits, hex. Generated per login, verified on the redirect.
@@ -34,6 +34,30 @@ impl CsrfState {
 impl std::fmt::Debug for CsrfState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CsrfState(..)")
+    }
+}
+
+/// One authorization request: the dialog URL to open, with the fresh `state` it carries and the redirect URI the
+/// answer must come back to. Built by the login layer, walked by a login method, checked on the way back.
+#[derive(Debug)]
+pub struct AuthorizationRequest {
+    /// `authorize_url?response_type=code&client_id=…&redirect_uri=…&state=…`.
+    pub url: Url,
+    pub state: CsrfState,
+    pub redirect_uri: Url,
+}
+
+impl AuthorizationRequest {
+    /// A request for `app` at the dialog `authorize_base`, with a fresh random `state`.
+    pub fn new(authorize_base: &Url, app: &OAuthApp) -> Self {
+        let state = CsrfState::random();
+        let url = authorize_url(authorize_base, &app.client_id, &app.redirect_uri, &state);
+        Self { url, state, redirect_uri: app.redirect_uri.clone() }
+    }
+
+    /// Read the browser's current URL: see `parse_redirect`.
+    pub fn read_redirect(&self, current: &str) -> Result<Option<AuthCode>, RedirectError> {
+        parse_redirect(current, &self.redirect_uri, &self.state)
     }
 }
 
@@ -98,12 +122,12 @@ pub fn parse_redirect(
 }
 
 /// The form fields of the token request, in Upstox's documented order.
-pub fn token_form(account: &Account, code: &AuthCode) -> [(&'static str, String); 5] {
+pub fn token_form(app: &OAuthApp, code: &AuthCode) -> [(&'static str, String); 5] {
     [
         ("code", code.expose().to_owned()),
-        ("client_id", account.client_id.clone()),
-        ("client_secret", account.client_secret.expose().to_owned()),
-        ("redirect_uri", account.redirect_uri.as_str().to_owned()),
+        ("client_id", app.client_id.clone()),
+        ("client_secret", app.client_secret.expose().to_owned()),
+        ("redirect_uri", app.redirect_uri.as_str().to_owned()),
         ("grant_type", "authorization_code".to_owned()),
     ]
 }
@@ -273,14 +297,14 @@ impl UpstoxApi {
     }
 
     /// POST the code. Consumes it: whatever happens, it is never sent again.
-    pub async fn exchange(&self, account: &Account, code: AuthCode) -> Result<TokenResponse, ExchangeError> {
+    pub async fn exchange(&self, app: &OAuthApp, code: AuthCode) -> Result<TokenResponse, ExchangeError> {
         let transport = |source| ExchangeError::Transport { url: self.token_url.to_string(), source };
         let response = self
             .http
             .post(self.token_url.clone())
             .header("accept", "application/json")
             .header("Api-Version", "2.0")
-            .form(&token_form(account, &code))
+            .form(&token_form(app, &code))
             .send()
             .await
             .map_err(transport)?;

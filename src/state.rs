@@ -3,13 +3,13 @@
 //!
 //! Each account has a JSON file replaced atomically, and a lock file held (flock) for the whole of a login so two
 //! processes never log one account in at once. This module stores facts; deciding what they mean (the cap, the
-//! skip rule) belongs to `relogin`.
+//! skip rule) belongs to `login::guard` and `run`.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +40,39 @@ pub enum StateError {
     },
 }
 
+/// How a run ended, as persisted and shown by `status` (`"success"`, `"skipped"`, `"failed"` in JSON).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptResult {
+    /// A new token was issued and published.
+    Success,
+    /// The published token was still valid (and was copied to any sink that lacked it).
+    Skipped,
+    Failed,
+}
+
+impl AttemptResult {
+    /// The persisted spelling, also the `result` label of `login_attempts_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptResult::Success => "success",
+            AttemptResult::Skipped => "skipped",
+            AttemptResult::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The outcome of the last attempt, as `status` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Attempt {
     pub at: DateTime<FixedOffset>,
-    /// `success`, `skipped` or `failed`.
-    pub result: String,
+    pub result: AttemptResult,
     /// The error for a failed attempt (never contains a secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -58,20 +85,29 @@ pub struct AccountState {
     pub generation: u64,
     pub last_attempt: Option<Attempt>,
     pub last_success_at: Option<DateTime<FixedOffset>>,
-    /// The IST day (`YYYY-MM-DD`) `pin_submissions` counts for.
-    pub pin_day: Option<String>,
-    /// PIN submissions on `pin_day` that did not end with a code.
-    pub pin_submissions: u32,
-    /// Set when the page rejected a PIN on that IST day: no more attempts that day.
-    pub pin_rejected_day: Option<String>,
+    /// The lockout guard's facts (flat in the file: `pin_day`, `pin_submissions`, `pin_rejected_day`).
+    #[serde(flatten)]
+    pub guard: GuardFacts,
     /// The last TOTP time step typed into the page: never typed again.
     pub last_totp_step: Option<u64>,
 }
 
-impl AccountState {
+/// The facts the lockout guard (`login::guard`) reads, counted before each PIN click.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GuardFacts {
+    /// The IST day (`YYYY-MM-DD` in the file) `pin_submissions` counts for.
+    pub pin_day: Option<NaiveDate>,
+    /// PIN submissions on `pin_day` that did not end with a code.
+    pub pin_submissions: u32,
+    /// Set when the page rejected a PIN on that IST day: no more attempts that day.
+    pub pin_rejected_day: Option<NaiveDate>,
+}
+
+impl GuardFacts {
     /// PIN submissions counted for `day` (a new day starts at zero).
-    pub fn pin_submissions_on(&self, day: &str) -> u32 {
-        if self.pin_day.as_deref() == Some(day) { self.pin_submissions } else { 0 }
+    pub fn pin_submissions_on(&self, day: NaiveDate) -> u32 {
+        if self.pin_day == Some(day) { self.pin_submissions } else { 0 }
     }
 }
 
@@ -152,9 +188,10 @@ mod tests {
 
     #[test]
     fn pin_count_is_per_day() {
-        let s = AccountState { pin_day: Some("2026-11-28".into()), pin_submissions: 2, ..Default::default() };
-        assert_eq!(s.pin_submissions_on("2026-11-28"), 2);
-        assert_eq!(s.pin_submissions_on("2026-11-29"), 0);
+        let day = |d: &str| d.parse::<NaiveDate>().unwrap();
+        let s = GuardFacts { pin_day: Some(day("2026-11-28")), pin_submissions: 2, ..Default::default() };
+        assert_eq!(s.pin_submissions_on(day("2026-11-28")), 2);
+        assert_eq!(s.pin_submissions_on(day("2026-11-29")), 0);
     }
 
     #[test]

@@ -1,31 +1,23 @@
-//! What each account looks like right now — for `status`, `/status`, `/readyz` — and the daemon's HTTP server.
+//! What each account looks like right now, for `status`, `/status` and `/readyz`: built from the coordinator's
+//! facts and what the sinks hold, so it works whether or not the daemon runs.
 //!
-//! A report is built from `state_dir` and the sinks only, so `status` works whether or not the daemon runs. It
-//! carries expiry, generation and attempt results, never a token or a secret: `AccountStatus` has no field that
-//! could hold one.
+//! A report carries expiry, generation and attempt results, never a token or a secret: `AccountStatus` has no
+//! field that could hold one. This module builds data; `cli` prints it and `http` serves it.
 
-use std::sync::Arc;
-
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::cli::{EXIT_FAILURE, EXIT_OK};
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::relogin::{Relogin, error_chain};
+use crate::error::error_chain;
+use crate::run::Runner;
+use crate::run::publish::freshest;
 use crate::state::Attempt;
-use crate::token::{self, TokenDocument};
+use crate::token;
 
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub schedule: String,
     pub timezone: String,
-    /// The next cron tick, in `timezone`.
+    /// The next cron tick, in `timezone` (RFC 3339).
     pub next_run: Option<String>,
     pub accounts: Vec<AccountStatus>,
 }
@@ -53,21 +45,21 @@ pub struct SinkStatus {
     pub valid: bool,
 }
 
-/// Build the report from state files and what the sinks hold.
-pub async fn report(relogin: &Relogin) -> StatusReport {
-    let config = relogin.config();
+/// Build the report from the persisted facts and what the sinks hold.
+pub async fn report(runner: &Runner) -> StatusReport {
+    let config = runner.config();
     let now = Utc::now();
     let day = token::ist_day(now);
     let mut accounts = Vec::new();
     for account in &config.accounts {
-        let held = relogin.read_sinks(&account.name).await;
-        let state = relogin.state().load(&account.name).unwrap_or_else(|e| {
+        let held = runner.publisher().read(&account.name).await;
+        let facts = runner.coordinator().facts(&account.name).unwrap_or_else(|e| {
             tracing::warn!(account = %account.name, error = %error_chain(&e), "cannot read state");
             Default::default()
         });
-        let best: Option<&TokenDocument> =
-            held.iter().flatten().filter(|d| d.is_unexpired(now)).max_by_key(|d| d.generation);
-        let sinks: Vec<SinkStatus> = relogin
+        let best = freshest(&held, now);
+        let sinks: Vec<SinkStatus> = runner
+            .publisher()
             .sinks()
             .iter()
             .zip(&held)
@@ -85,9 +77,9 @@ pub async fn report(relogin: &Relogin) -> StatusReport {
             expires_at: best.map(|d| d.expires_at.to_rfc3339()),
             generation: best.map(|d| d.generation),
             sinks,
-            last_attempt: state.last_attempt.clone(),
-            last_success_at: state.last_success_at.map(|t| t.to_rfc3339()),
-            pin_submissions_today: state.pin_submissions_on(&day),
+            last_attempt: facts.last_attempt.clone(),
+            last_success_at: facts.last_success_at.map(|t| t.to_rfc3339()),
+            pin_submissions_today: facts.guard.pin_submissions_on(day),
         });
     }
     StatusReport {
@@ -96,94 +88,4 @@ pub async fn report(relogin: &Relogin) -> StatusReport {
         next_run: config.schedule.next_run(now).map(|t| t.to_rfc3339()),
         accounts,
     }
-}
-
-/// `status [--json]`.
-pub async fn print(config: Arc<Config>, json: bool) -> u8 {
-    let relogin = match Relogin::new(config, Arc::new(Metrics::new())) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
-            return EXIT_FAILURE;
-        }
-    };
-    let report = report(&relogin).await;
-    if json {
-        // invariant: the report holds only strings, numbers and options
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
-        return EXIT_OK;
-    }
-    println!(
-        "schedule \"{}\" ({}), next run {}",
-        report.schedule,
-        report.timezone,
-        report.next_run.as_deref().unwrap_or("never")
-    );
-    for a in &report.accounts {
-        let token = match (&a.expires_at, a.generation) {
-            (Some(exp), Some(g)) => format!("valid until {exp} (generation {g})"),
-            _ => "no valid token".into(),
-        };
-        println!(
-            "{}: {token}{}",
-            a.name,
-            if a.token_present && !a.valid_in_every_sink { "; missing from some sinks" } else { "" }
-        );
-        for s in &a.sinks {
-            let held = match (&s.expires_at, s.generation) {
-                (Some(exp), Some(g)) => {
-                    format!("generation {g}, expires {exp}{}", if s.valid { "" } else { " (expired)" })
-                }
-                _ => "nothing".into(),
-            };
-            println!("  {}: {held}", s.sink);
-        }
-        match &a.last_attempt {
-            Some(at) => println!(
-                "  last attempt {}: {}{}",
-                at.at.to_rfc3339(),
-                at.result,
-                at.error.as_ref().map(|e| format!(" — {e}")).unwrap_or_default()
-            ),
-            None => println!("  no attempt recorded"),
-        }
-        if a.pin_submissions_today > 0 {
-            println!("  PIN submissions without a code today: {}", a.pin_submissions_today);
-        }
-    }
-    EXIT_OK
-}
-
-/// The daemon's HTTP endpoints.
-pub fn router(relogin: Arc<Relogin>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/status", get(status_json))
-        .with_state(relogin)
-}
-
-async fn readyz(State(relogin): State<Arc<Relogin>>) -> Response {
-    let report = report(&relogin).await;
-    let not_ready: Vec<&str> =
-        report.accounts.iter().filter(|a| !a.valid_in_every_sink).map(|a| a.name.as_str()).collect();
-    if not_ready.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: no valid token in every sink for {}\n", not_ready.join(", ")),
-        )
-            .into_response()
-    }
-}
-
-async fn metrics(State(relogin): State<Arc<Relogin>>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], relogin.metrics().render())
-        .into_response()
-}
-
-async fn status_json(State(relogin): State<Arc<Relogin>>) -> Response {
-    axum::Json(report(&relogin).await).into_response()
 }

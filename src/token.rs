@@ -3,7 +3,7 @@
 //! Pure data and pure time arithmetic: this module never performs I/O. The document's JSON form is part of the
 //! public contract (`../shared/docs/contract.md`), so field names and order here must not change.
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone, Utc};
 use chrono_tz::Asia::Kolkata;
 use serde::{Deserialize, Serialize};
 
@@ -105,10 +105,9 @@ impl TokenDocument {
     }
 }
 
-/// The calendar day in Asia/Kolkata that `at` falls on, as `YYYY-MM-DD` (used to bucket per-day counters).
-pub fn ist_day(at: DateTime<Utc>) -> String {
-    let d = at.with_timezone(&Kolkata);
-    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+/// The calendar day in Asia/Kolkata that `at` falls on (used to bucket per-day counters).
+pub fn ist_day(at: DateTime<Utc>) -> chrono::NaiveDate {
+    at.with_timezone(&Kolkata).date_naive()
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 //! a browser or Redis. Every problem names its key (`schedule.cron`, `accounts[0].pin`), and all problems are
 //! reported at once so a user fixes the file in one pass.
 
-mod raw;
+pub mod raw;
 mod validate;
 
-pub use raw::*;
+pub use raw::RawConfig;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,10 +44,15 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the daemon does at start (`schedule.on_start`), spelled in the file as `"if-stale"`, `"always"`, `"never"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OnStart {
+    /// Log in at start for accounts whose published token is not valid.
     IfStale,
+    /// Log in at start for every account, valid token or not.
     Always,
+    /// Wait for the first cron tick.
     Never,
 }
 
@@ -103,7 +108,45 @@ pub struct BrowserConfig {
     pub poll_interval: Duration,
     pub user_agent: Option<String>,
     pub extra_args: Vec<String>,
-    pub selectors: RawSelectors,
+    pub selectors: Selectors,
+}
+
+/// The CSS selectors of one login step (`browser.selectors.<step>_input` / `<step>_submit`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSelectors {
+    /// The field the step types into.
+    pub input: String,
+    /// The button that submits it.
+    pub submit: String,
+}
+
+/// The CSS selectors of the hosted login page (`[browser.selectors]`), validated non-empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selectors {
+    pub mobile: StepSelectors,
+    pub otp: StepSelectors,
+    pub pin: StepSelectors,
+    /// Where the page shows a rejected input.
+    pub error: String,
+}
+
+impl From<&raw::RawSelectors> for Selectors {
+    fn from(s: &raw::RawSelectors) -> Self {
+        let step = |input: &String, submit: &String| StepSelectors { input: input.clone(), submit: submit.clone() };
+        Selectors {
+            mobile: step(&s.mobile_input, &s.mobile_submit),
+            otp: step(&s.otp_input, &s.otp_submit),
+            pin: step(&s.pin_input, &s.pin_submit),
+            error: s.error.clone(),
+        }
+    }
+}
+
+impl Default for Selectors {
+    /// The ids public scripts use on today's page ([code], see `shared/docs/upstox.md`).
+    fn default() -> Self {
+        Selectors::from(&raw::RawSelectors::default())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -117,13 +160,30 @@ pub struct LoginPolicy {
     pub failure_artifacts_keep: usize,
 }
 
+/// One configured Upstox account: the OAuth app it logs in through, and the user's own credentials.
 #[derive(Debug, Clone)]
 pub struct Account {
+    /// `[a-z0-9_-]+`, unique.
     pub name: String,
+    pub app: OAuthApp,
+    pub credentials: Credentials,
+}
+
+/// An Upstox API app, as registered on Upstox's developer console: all the token exchange needs to know.
+#[derive(Debug, Clone)]
+pub struct OAuthApp {
+    /// The app's API key.
     pub client_id: String,
-    pub redirect_uri: Url,
-    pub mobile: String,
     pub client_secret: ClientSecret,
+    /// Registered redirect URI; Upstox compares it as a string [doc].
+    pub redirect_uri: Url,
+}
+
+/// What the user types into the hosted login page. Only the browser login method reads these.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The 10-digit mobile number the account logs in with.
+    pub mobile: String,
     pub pin: Pin,
     pub totp_secret: TotpSecret,
 }
@@ -230,6 +290,16 @@ pub fn figment(path: &Path) -> Result<Figment, ConfigError> {
     Ok(Figment::from(Serialized::defaults(RawConfig::default()))
         .merge(Toml::file_exact(path))
         .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__")))
+}
+
+/// Load and validate a configuration given as TOML text (defaults → `toml`; no file, no environment): for
+/// configurations the program writes itself (`demo`).
+pub fn load_str(toml: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
+        .merge(Toml::string(toml))
+        .extract()
+        .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+    raw.validate()
 }
 
 /// Load and validate the configuration at `path`.

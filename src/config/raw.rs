@@ -54,7 +54,8 @@ pub struct RawSchedule {
     pub cron: String,
     /// IANA time zone name.
     pub timezone: String,
-    /// At daemon start: "if-stale" | "always" | "never".
+    /// At daemon start: "if-stale" | "always" | "never" (parsed into `OnStart` by validation, so that a bad value is
+    /// reported together with every other problem).
     pub on_start: String,
 }
 

@@ -6,8 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
 use url::Url;
 
+use super::raw::{RawAccount, RawSink};
 use super::*;
 use crate::secret::{ClientSecret, Pin, TotpSecret};
 
@@ -44,15 +47,15 @@ impl RawConfig {
                 )
             })
             .ok();
-        let on_start = match self.schedule.on_start.as_str() {
-            "if-stale" => OnStart::IfStale,
-            "always" => OnStart::Always,
-            "never" => OnStart::Never,
-            other => {
-                p.add("schedule.on_start", format!("expected \"if-stale\", \"always\" or \"never\", got \"{other}\""));
+        let on_start = OnStart::deserialize(self.schedule.on_start.as_str().into_deserializer()).unwrap_or_else(
+            |_: serde::de::value::Error| {
+                p.add(
+                    "schedule.on_start",
+                    format!("expected \"if-stale\", \"always\" or \"never\", got \"{}\"", self.schedule.on_start),
+                );
                 OnStart::IfStale
-            }
-        };
+            },
+        );
 
         let authorize_url = api_url(&mut p, "upstox.authorize_url", &self.upstox.authorize_url);
         let api_base_url = api_url(&mut p, "upstox.api_base_url", &self.upstox.api_base_url);
@@ -135,7 +138,7 @@ impl RawConfig {
             poll_interval: Duration::from_millis(b.poll_interval_ms),
             user_agent: non_empty(&b.user_agent).map(str::to_owned),
             extra_args: b.extra_args.clone(),
-            selectors: b.selectors.clone(),
+            selectors: Selectors::from(s),
         }
     }
 
@@ -274,12 +277,16 @@ fn validate_accounts(p: &mut Problems, raw: &[RawAccount]) -> Vec<Account> {
         {
             out.push(Account {
                 name: a.name.clone(),
-                client_id: a.client_id.trim().to_owned(),
-                redirect_uri,
-                mobile: a.mobile.clone(),
-                client_secret: ClientSecret::new(client_secret),
-                pin: Pin::new(pin),
-                totp_secret: TotpSecret::new(totp),
+                app: OAuthApp {
+                    client_id: a.client_id.trim().to_owned(),
+                    client_secret: ClientSecret::new(client_secret),
+                    redirect_uri,
+                },
+                credentials: Credentials {
+                    mobile: a.mobile.clone(),
+                    pin: Pin::new(pin),
+                    totp_secret: TotpSecret::new(totp),
+                },
             });
         }
     }
@@ -415,7 +422,7 @@ mod tests {
         let c = load_str(VALID).unwrap();
         assert_eq!(c.schedule.timezone, chrono_tz::Asia::Kolkata);
         assert_eq!(c.schedule.cron, "0 30 8 * * Mon-Fri");
-        assert_eq!(c.accounts[0].totp_secret.expose(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
+        assert_eq!(c.accounts[0].credentials.totp_secret.expose(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
         assert_eq!(c.upstox.token_url().as_str(), "https://api.upstox.com/v2/login/authorization/token");
         assert_eq!(c.upstox.profile_url().as_str(), "https://api.upstox.com/v2/user/profile");
     }
@@ -456,7 +463,7 @@ mod tests {
             jail.create_file("pin", "654321\n")?;
             jail.create_file("config.toml", &VALID.replace("pin = \"123456\"", "pin_file = \"pin\""))?;
             let c = load(Path::new("config.toml")).unwrap();
-            assert_eq!(c.accounts[0].pin.expose(), "654321");
+            assert_eq!(c.accounts[0].credentials.pin.expose(), "654321");
             Ok(())
         });
     }

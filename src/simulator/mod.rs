@@ -2,18 +2,21 @@
 //! token, profile and logout API, served by axum over real HTTP on one host.
 //!
 //! This file owns the public types (`SimConfig`, `Faults`, `Journal`, `Simulator`) and the shared state behind one
-//! mutex; `api.rs` serves the OAuth and REST endpoints, `login.rs` the login pages. The simulator is a test and demo
+//! mutex; `api.rs` serves the OAuth and REST endpoints, `login.rs` the login pages, `config_file.rs` writes a
+//! configuration that works against the simulator. The simulator is a test and demo
 //! double: it never talks to the real Upstox, never writes to disk, and never logs a PIN, TOTP code or secret,
 //! client secret, auth code or token (request paths without query strings are fine).
 
 mod api;
+mod config_file;
 mod login;
 #[cfg(test)]
 mod testing;
 
+pub use config_file::ConfigFile;
+
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -365,46 +368,6 @@ impl Simulator {
         self.shared.lock().journal.clone()
     }
 
-    /// A complete TOML configuration for the first client and user, pointing at this simulator.
-    pub fn config_snippet(&self, state_dir: &Path) -> String {
-        let api_base = self.base_url.as_str().trim_end_matches('/');
-        let mut out = format!(
-            "# upstox-relogin configuration for the simulator at {api_base}\n\
-             state_dir = {}\n\n\
-             [upstox]\n\
-             authorize_url = {}\n\
-             api_base_url = {}\n",
-            toml_string(&state_dir.display().to_string()),
-            toml_string(self.authorize_url().as_str()),
-            toml_string(api_base),
-        );
-        let (Some(client), Some(user)) = (self.config().clients.first(), self.config().users.first()) else {
-            out.push_str("\n# the simulator has no client or no user: no account can be configured\n");
-            return out;
-        };
-        out.push_str(&format!(
-            "\n[[accounts]]\n\
-             name = \"demo\"\n\
-             client_id = {}\n\
-             redirect_uri = {}\n\
-             mobile = {}\n\
-             client_secret = {}\n\
-             pin = {}\n\
-             totp_secret = {}\n\n\
-             [[sinks]]\n\
-             type = \"file\"\n\
-             path = {}\n",
-            toml_string(&client.client_id),
-            toml_string(&client.redirect_uri),
-            toml_string(&user.mobile),
-            toml_string(&client.client_secret),
-            toml_string(&user.pin),
-            toml_string(&user.totp_secret),
-            toml_string(&state_dir.join("{account}.json").display().to_string()),
-        ));
-        out
-    }
-
     /// Stop accepting, let open requests finish (at most `SHUTDOWN_GRACE`), then stop.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -427,24 +390,6 @@ impl Drop for Simulator {
     }
 }
 
-/// A TOML basic string: quoted, with `\`, `"` and control characters escaped.
-fn toml_string(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// `len` characters drawn uniformly from `alphabet` (ASCII).
 fn random_from(alphabet: &[u8], len: usize) -> String {
     let mut rng = rand::rng();
@@ -461,8 +406,6 @@ fn random_alphanumeric(len: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use figment::providers::Format;
-
     use super::*;
 
     #[test]
@@ -479,37 +422,6 @@ mod tests {
         assert_eq!(user.totp_secret.len(), 32);
         assert_eq!(totp_rs::Secret::try_from_base32(&user.totp_secret).unwrap().as_bytes().len(), 20);
         assert_ne!(SimConfig::demo().users[0].totp_secret, user.totp_secret);
-    }
-
-    #[test]
-    fn toml_strings_are_escaped() {
-        assert_eq!(toml_string(r#"C:\a "b""#), r#""C:\\a \"b\"""#);
-        assert_eq!(toml_string("x\ny"), r#""x\ny""#);
-    }
-
-    #[tokio::test]
-    async fn config_snippet_is_complete_toml_pointing_here() {
-        let sim = Simulator::start(SimConfig::demo(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let dir = Path::new("/tmp/sim \"state\"");
-        let snippet = sim.config_snippet(dir);
-        let value: serde_json::Value =
-            figment::Figment::from(figment::providers::Toml::string(&snippet)).extract().unwrap();
-        let (client, user) = (&sim.config().clients[0], &sim.config().users[0]);
-        assert_eq!(value["state_dir"], "/tmp/sim \"state\"");
-        assert_eq!(value["upstox"]["authorize_url"], sim.authorize_url().as_str());
-        assert_eq!(value["upstox"]["api_base_url"], sim.base_url().as_str().trim_end_matches('/'));
-        let account = &value["accounts"][0];
-        assert_eq!(account["name"], "demo");
-        assert_eq!(account["client_id"], client.client_id.as_str());
-        assert_eq!(account["redirect_uri"], client.redirect_uri.as_str());
-        assert_eq!(account["mobile"], user.mobile.as_str());
-        assert_eq!(account["client_secret"], client.client_secret.as_str());
-        assert_eq!(account["pin"], user.pin.as_str());
-        assert_eq!(account["totp_secret"], user.totp_secret.as_str());
-        assert_eq!(value["sinks"][0]["type"], "file");
-        assert_eq!(value["sinks"][0]["path"], "/tmp/sim \"state\"/{account}.json");
-        assert_eq!(value.as_object().unwrap().len(), 4, "{value}");
-        sim.shutdown().await;
     }
 
     #[tokio::test]

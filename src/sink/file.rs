@@ -22,10 +22,6 @@ impl FileSink {
         Self { template: template.to_owned() }
     }
 
-    pub fn template(&self) -> &str {
-        &self.template
-    }
-
     pub fn path_for(&self, account: &str) -> PathBuf {
         PathBuf::from(expand(&self.template, account))
     }

@@ -43,8 +43,14 @@ pub enum SinkError {
     },
 }
 
-/// One configured sink.
-pub enum Sink {
+/// One configured sink: its configuration (for its label) and the backend that does the I/O.
+pub struct Sink {
+    config: SinkConfig,
+    backend: Backend,
+}
+
+/// The closed set of sink kinds.
+enum Backend {
     File(FileSink),
     Redis(Box<RedisSink>),
 }
@@ -52,42 +58,40 @@ pub enum Sink {
 impl Sink {
     /// Build a sink from its validated configuration. Makes no connection.
     pub fn new(config: &SinkConfig) -> Result<Self, SinkError> {
-        Ok(match config {
-            SinkConfig::File { path } => Sink::File(FileSink::new(path)),
+        let backend = match config {
+            SinkConfig::File { path } => Backend::File(FileSink::new(path)),
             SinkConfig::Redis { url, key, channel, password } => {
-                Sink::Redis(Box::new(RedisSink::new(url, key, channel.clone(), password.clone())?))
+                Backend::Redis(Box::new(RedisSink::new(url, key, channel.clone(), password.clone())?))
             }
-        })
+        };
+        Ok(Sink { config: config.clone(), backend })
     }
 
     /// `file:/var/lib/…/{account}.json` or `redis:upstox:token:{account}`: for messages and metric labels.
     pub fn label(&self) -> String {
-        match self {
-            Sink::File(s) => format!("file:{}", s.template()),
-            Sink::Redis(s) => format!("redis:{}", s.key_template()),
-        }
+        self.config.label()
     }
 
     /// Where this sink puts `account`'s document, for messages.
     pub fn location(&self, account: &str) -> String {
-        match self {
-            Sink::File(s) => s.path_for(account).display().to_string(),
-            Sink::Redis(s) => format!("{} key {}", s.url_for_display(), s.key_for(account)),
+        match &self.backend {
+            Backend::File(s) => s.path_for(account).display().to_string(),
+            Backend::Redis(s) => format!("{} key {}", s.url_for_display(), s.key_for(account)),
         }
     }
 
     pub async fn publish(&self, doc: &TokenDocument) -> Result<(), SinkError> {
-        match self {
-            Sink::File(s) => s.publish(doc).await,
-            Sink::Redis(s) => s.publish(doc).await,
+        match &self.backend {
+            Backend::File(s) => s.publish(doc).await,
+            Backend::Redis(s) => s.publish(doc).await,
         }
     }
 
     /// The document this sink holds for `account`, if any.
     pub async fn read(&self, account: &str) -> Result<Option<TokenDocument>, SinkError> {
-        match self {
-            Sink::File(s) => s.read(account).await,
-            Sink::Redis(s) => s.read(account).await,
+        match &self.backend {
+            Backend::File(s) => s.read(account).await,
+            Backend::Redis(s) => s.read(account).await,
         }
     }
 }

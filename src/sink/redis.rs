@@ -43,10 +43,6 @@ impl RedisSink {
         Ok(Self { client, display_url, key: key.to_owned(), channel, connection: Mutex::new(None) })
     }
 
-    pub fn key_template(&self) -> &str {
-        &self.key
-    }
-
     pub fn key_for(&self, account: &str) -> String {
         expand(&self.key, account)
     }

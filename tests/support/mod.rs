@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use upstox_relogin::simulator::{Faults, SimConfig, Simulator};
+use upstox_relogin::simulator::{ConfigFile, Faults, SimConfig, Simulator};
 
 pub const SETUP_HINT: &str = "install the test dependencies with `make test-deps` \
      (apt-get install -y --no-install-recommends chromium chromium-driver redis-server)";
@@ -65,49 +65,19 @@ impl Rig {
         self.path("tokens/primary.json")
     }
 
-    /// A complete config for one account `primary` against the simulator, with a file sink, plus `extra` TOML
-    /// (top-level keys must come first, so `extra` is inserted before the tables).
+    /// A complete config for one account `primary` against the simulator (the simulator's own config builder),
+    /// with a file sink under `tokens/`, test-friendly timeouts and backoffs, then `extra_top` and `extra_tables`
+    /// (whole tables, such as `[server]` or another `[[sinks]]`).
     pub fn config_toml(&self, extra_top: &str, extra_tables: &str) -> String {
-        let sc = self.sim.config();
-        let (c, u) = (&sc.clients[0], &sc.users[0]);
+        let state_dir = self.state_dir();
+        let token_path = format!("{}/{{account}}.json", self.path("tokens").display());
+        let base = self.sim.config_toml(&ConfigFile {
+            state_dir: &state_dir,
+            token_path: &token_path,
+            account_name: "primary",
+        });
         format!(
-            r#"state_dir = "{state}"
-{extra_top}
-[upstox]
-authorize_url = "{authorize}"
-api_base_url = "{base}"
-
-[browser]
-step_timeout_secs = 20
-
-[login]
-retry_min_backoff_secs = 0
-retry_max_backoff_secs = 1
-
-[[accounts]]
-name = "primary"
-client_id = "{client_id}"
-redirect_uri = "{redirect}"
-mobile = "{mobile}"
-client_secret = "{secret}"
-pin = "{pin}"
-totp_secret = "{totp}"
-
-[[sinks]]
-type = "file"
-path = "{tokens}/{{account}}.json"
-{extra_tables}
-"#,
-            state = self.state_dir().display(),
-            authorize = self.sim.authorize_url(),
-            base = self.sim.base_url(),
-            client_id = c.client_id,
-            redirect = c.redirect_uri,
-            mobile = u.mobile,
-            secret = c.client_secret,
-            pin = u.pin,
-            totp = u.totp_secret,
-            tokens = self.path("tokens").display(),
+            "{base}\n[browser]\nstep_timeout_secs = 20\n\n[login]\nretry_min_backoff_secs = 0\nretry_max_backoff_secs = 1\n\n{extra_top}\n{extra_tables}\n"
         )
     }
 

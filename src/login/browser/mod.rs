@@ -2,19 +2,21 @@
 //! with the authorization code.
 //!
 //! `webdriver` owns processes and sessions; `flow` owns the steps (as data) and their interpreter; `artifacts`
-//! saves what a failed step looked like. This module never talks to the token endpoint and never publishes.
+//! saves what a failed step looked like. This module never talks to the token endpoint and never publishes; the
+//! OAuth `state` and the dialog URL come from its caller (`login`).
 
 mod artifacts;
 mod flow;
 mod webdriver;
 
 pub use artifacts::{ArtifactStore, Scrub};
-pub use flow::{FlowEvent, FlowInputs, LoginOutcome, StepTiming, login};
+pub use flow::{FlowFailure, FlowInputs, LoginOutcome, login};
 pub use webdriver::{Browser, capabilities, profile_prefix, sweep_stale_profiles};
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::Step;
 use crate::oauth::RedirectError;
 
 /// What the page said when it refused an input, classified by its text.
@@ -92,26 +94,26 @@ pub enum BrowserError {
     },
     #[error("step `{step}`: WebDriver command `{action}` failed")]
     WebDriver {
-        step: &'static str,
+        step: Step,
         action: &'static str,
         #[source]
         source: Box<fantoccini::error::CmdError>,
     },
     #[error("step `{step}`: the browser session was lost (chromedriver or Chromium died) during `{action}`")]
     SessionLost {
-        step: &'static str,
+        step: Step,
         action: &'static str,
         #[source]
         source: Box<fantoccini::error::CmdError>,
     },
     #[error("step `{step}`: not submitted: {reason}")]
-    Vetoed { step: &'static str, reason: String },
+    Vetoed { step: Step, reason: String },
     #[error(
         "step `{step}`: element `{selector}` did not appear within {timeout:?} (is `browser.selectors.{step}_*` still right?)"
     )]
-    ElementTimeout { step: &'static str, selector: String, timeout: Duration },
+    ElementTimeout { step: Step, selector: String, timeout: Duration },
     #[error("step `{step}`: the page refused the input: \"{}\"", rejection.text())]
-    Rejected { step: &'static str, rejection: PageRejection },
+    Rejected { step: Step, rejection: PageRejection },
     #[error(
         "the login page is a bot-block page (\"{title}\") instead of the login form: try `browser.headless = false` under xvfb-run or a realistic `browser.user_agent`"
     )]
@@ -188,14 +190,14 @@ mod tests {
     #[test]
     fn permanent_errors_are_the_ones_a_human_must_fix() {
         let lost = || Box::new(fantoccini::error::CmdError::NotJson("gone".into()));
-        let rejected = |r: PageRejection| BrowserError::Rejected { step: "pin", rejection: r };
+        let rejected = |r: PageRejection| BrowserError::Rejected { step: Step::Pin, rejection: r };
         let permanent = [
             rejected(PageRejection::WrongPin("incorrect PIN".into())),
             rejected(PageRejection::TotpRejected("Invalid OTP".into())),
             rejected(PageRejection::AccountBlocked("blocked".into())),
             rejected(PageRejection::WrongMobile("not registered".into())),
             BrowserError::BotBlocked { title: "Access denied".into() },
-            BrowserError::Vetoed { step: "pin", reason: "cap reached".into() },
+            BrowserError::Vetoed { step: Step::Pin, reason: "cap reached".into() },
             BrowserError::Redirect(crate::oauth::RedirectError::StateMismatch),
         ];
         for e in &permanent {
@@ -204,9 +206,13 @@ mod tests {
         }
         let retryable = [
             rejected(PageRejection::Other("Something went wrong".into())),
-            BrowserError::SessionLost { step: "otp", action: "find", source: lost() },
-            BrowserError::WebDriver { step: "otp", action: "click", source: lost() },
-            BrowserError::ElementTimeout { step: "otp", selector: "#otpNum".into(), timeout: Duration::from_secs(1) },
+            BrowserError::SessionLost { step: Step::Otp, action: "find", source: lost() },
+            BrowserError::WebDriver { step: Step::Otp, action: "click", source: lost() },
+            BrowserError::ElementTimeout {
+                step: Step::Otp,
+                selector: "#otpNum".into(),
+                timeout: Duration::from_secs(1),
+            },
             BrowserError::RedirectTimeout {
                 redirect_uri: "http://127.0.0.1:9/cb".into(),
                 timeout: Duration::from_secs(1),

@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describe};
-use crate::config::{RawAccount, RawConfig, RawSink};
+use super::ExitStatus;
+use crate::error::error_chain;
 use crate::metrics::Metrics;
-use crate::relogin::{Relogin, error_chain};
-use crate::simulator::{Faults, SimConfig, Simulator};
+use crate::run::{Runner, WhenValid};
+use crate::shutdown;
+use crate::simulator::{ConfigFile, Faults, SimConfig, Simulator};
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -51,7 +52,7 @@ pub struct SimulateArgs {
 }
 
 /// `simulate`: serve until SIGINT/SIGTERM.
-pub async fn simulate(args: SimulateArgs) -> u8 {
+pub async fn simulate(args: SimulateArgs) -> ExitStatus {
     let mut config = SimConfig::demo();
     config.faults = Faults {
         token_5xx_first: args.token_5xx_first,
@@ -68,93 +69,79 @@ pub async fn simulate(args: SimulateArgs) -> u8 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot listen on `{}`: {e}", args.listen);
-            return EXIT_USAGE;
+            return ExitStatus::Usage;
         }
     };
     println!("# Upstox simulator listening on {}", sim.base_url());
     println!("# Save this as sim.toml, then: upstox-relogin --config sim.toml login\n");
-    println!("{}", sim.config_snippet(&args.state_dir));
-    let signal = crate::daemon::shutdown_signal().await;
+    let token_path = args.state_dir.join("{account}.json").display().to_string();
+    println!(
+        "{}",
+        sim.config_toml(&ConfigFile { state_dir: &args.state_dir, token_path: &token_path, account_name: "demo" })
+    );
+    let signal = shutdown::signal().await;
     eprintln!("stopping the simulator ({signal})");
     sim.shutdown().await;
-    EXIT_OK
+    ExitStatus::Success
 }
 
 /// `demo`: simulator in-process, one real browser login, the document written to `output`.
-pub async fn run(output: &Path) -> u8 {
+pub async fn run(output: &Path) -> ExitStatus {
     let sim = match Simulator::start(SimConfig::demo(), SocketAddr::from(([127, 0, 0, 1], 0))).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot start the simulator: {e}");
-            return EXIT_FAILURE;
+            return ExitStatus::Failure;
         }
     };
     let state_dir = match tempfile::Builder::new().prefix("upstox-relogin-demo-").tempdir() {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: cannot create a temporary state dir: {e}");
-            return EXIT_FAILURE;
+            return ExitStatus::Failure;
         }
     };
-    let raw = demo_config(&sim, state_dir.path(), output);
-    let config = match raw.validate() {
+    let token_path = output.display().to_string();
+    let toml =
+        sim.config_toml(&ConfigFile { state_dir: state_dir.path(), token_path: &token_path, account_name: "demo" });
+    // One attempt: a demo that fails should say why at once, not retry.
+    let config = match crate::config::load_str(&format!("{toml}\n[login]\nmax_attempts = 1\n")) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             eprintln!("error: the demo's own config is invalid (a bug): {e}");
-            return EXIT_FAILURE;
+            return ExitStatus::Failure;
         }
     };
     println!("Upstox simulator on {} (demo credentials generated for this run)", sim.base_url());
     println!("Logging in through headless Chromium: dialog → mobile → TOTP → PIN → redirect → token exchange …");
-    let relogin = match Relogin::new(Arc::clone(&config), Arc::new(Metrics::new())) {
+    let runner = match Runner::new(Arc::clone(&config), Arc::new(Metrics::new())) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
-            return EXIT_FAILURE;
+            return ExitStatus::Failure;
         }
     };
     let account = &config.accounts[0];
     let result = tokio::select! {
-        r = relogin.run(account, true) => r,
-        signal = crate::daemon::shutdown_signal() => {
+        r = runner.run(account, WhenValid::LogIn) => r,
+        signal = shutdown::signal() => {
             eprintln!("interrupted by {signal}");
-            return EXIT_FAILURE;
+            return ExitStatus::Failure;
         }
     };
     sim.shutdown().await;
     match result {
         Ok(outcome) => {
-            println!("{}: {}", account.name, describe(&outcome));
+            println!("{}: {outcome}", account.name);
             println!("Token document: {}", output.display());
             println!(
                 "Next: copy config.toml.example to config.toml, fill in your Upstox app and account, run `upstox-relogin login`."
             );
-            EXIT_OK
+            ExitStatus::Success
         }
         Err(e) => {
             eprintln!("demo login FAILED: {}", error_chain(&e));
-            EXIT_FAILURE
+            ExitStatus::Failure
         }
     }
-}
-
-fn demo_config(sim: &Simulator, state_dir: &Path, output: &Path) -> RawConfig {
-    let sc = sim.config();
-    let (client, user) = (&sc.clients[0], &sc.users[0]);
-    let mut raw = RawConfig { state_dir: state_dir.to_path_buf(), ..RawConfig::default() };
-    raw.upstox.authorize_url = sim.authorize_url().to_string();
-    raw.upstox.api_base_url = sim.base_url().to_string();
-    raw.login.max_attempts = 1;
-    raw.accounts = vec![RawAccount {
-        name: "demo".into(),
-        client_id: client.client_id.clone(),
-        redirect_uri: client.redirect_uri.clone(),
-        mobile: user.mobile.clone(),
-        client_secret: Some(client.client_secret.clone()),
-        pin: Some(user.pin.clone()),
-        totp_secret: Some(user.totp_secret.clone()),
-        ..RawAccount::default()
-    }];
-    raw.sinks = vec![RawSink::File { path: output.display().to_string() }];
-    raw
 }

@@ -10,70 +10,38 @@ use std::time::{Duration, Instant};
 
 use fantoccini::error::CmdError;
 use fantoccini::{Client, Locator};
-use url::Url;
 
-use super::artifacts::{ArtifactStore, Scrub};
+use super::artifacts::Scrub;
 use super::webdriver::Browser;
 use super::{BrowserError, PageRejection};
-use crate::config::{BrowserConfig, RawSelectors};
-use crate::oauth::{self, CsrfState};
-use crate::secret::{AuthCode, Pin};
+use crate::config::{Credentials, Selectors, StepSelectors};
+use crate::login::{BrowserLogin, LoginEvent, Observer, Step, StepTiming, record};
+use crate::oauth::AuthorizationRequest;
+use crate::secret::AuthCode;
 use crate::totp::{self, TotpGenerator, TotpPlan};
 
-/// What a step types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Mobile,
-    Totp,
-    Pin,
-}
-
-/// One page of the hosted login.
+/// One page of the hosted login: the step, and where its input and button are.
 #[derive(Debug, Clone)]
-struct Step {
-    name: &'static str,
-    field: Field,
+struct PageStep {
+    step: Step,
     input: String,
     submit: String,
 }
 
-fn steps(s: &RawSelectors) -> [Step; 3] {
-    [
-        Step { name: "mobile", field: Field::Mobile, input: s.mobile_input.clone(), submit: s.mobile_submit.clone() },
-        Step { name: "otp", field: Field::Totp, input: s.otp_input.clone(), submit: s.otp_submit.clone() },
-        Step { name: "pin", field: Field::Pin, input: s.pin_input.clone(), submit: s.pin_submit.clone() },
-    ]
+fn page_steps(s: &Selectors) -> [PageStep; 3] {
+    let page = |step, sel: &StepSelectors| PageStep { step, input: sel.input.clone(), submit: sel.submit.clone() };
+    [page(Step::Mobile, &s.mobile), page(Step::Otp, &s.otp), page(Step::Pin, &s.pin)]
 }
 
-/// Everything one browser login needs.
+/// What one browser login types and where it goes.
 pub struct FlowInputs<'a> {
     pub account: &'a str,
-    pub browser: &'a BrowserConfig,
-    pub authorize_url: &'a Url,
-    pub client_id: &'a str,
-    pub redirect_uri: &'a Url,
-    pub mobile: &'a str,
-    pub pin: &'a Pin,
+    /// The dialog URL with its `state`, and the redirect URI the code comes back to.
+    pub request: &'a AuthorizationRequest,
+    pub credentials: &'a Credentials,
     pub totp: &'a TotpGenerator,
-    pub totp_min_remaining: Duration,
     /// The last TOTP time step submitted for this account: never submitted again.
     pub last_totp_step: Option<u64>,
-    pub artifacts: Option<&'a ArtifactStore>,
-}
-
-/// Things the caller must persist as they happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlowEvent {
-    /// About to type the code of this TOTP time step.
-    TotpStepUsed(u64),
-    /// About to click the PIN's submit button. An `Err` from the observer stops the login before the click.
-    PinSubmitting,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct StepTiming {
-    pub step: &'static str,
-    pub elapsed: Duration,
 }
 
 pub struct LoginOutcome {
@@ -87,30 +55,29 @@ pub struct FlowFailure {
     pub timings: Vec<StepTiming>,
 }
 
-/// Observer callback; an `Err(reason)` on `PinSubmitting` vetoes the click.
-pub type Observer<'a> = dyn FnMut(FlowEvent) -> Result<(), String> + Send + 'a;
-
 /// Start a browser, walk the steps, return the code. The browser is closed on every path; if this future is
 /// dropped, `Browser`'s `Drop` kills what is left.
-pub async fn login(inputs: &FlowInputs<'_>, observe: &mut Observer<'_>) -> Result<LoginOutcome, FlowFailure> {
+pub async fn login(
+    settings: &BrowserLogin,
+    inputs: &FlowInputs<'_>,
+    observe: &mut Observer<'_>,
+) -> Result<LoginOutcome, FlowFailure> {
     let mut timings = Vec::new();
     let started = Instant::now();
-    let browser = match Browser::start(inputs.browser).await {
+    let browser = match Browser::start(&settings.browser).await {
         Ok(b) => b,
         Err(error) => return Err(FlowFailure { error, timings }),
     };
-    record(&mut timings, inputs.account, "browser", started);
-    let state = CsrfState::random();
-    let mut run = Run { inputs, client: browser.client(), state: &state, timings, current: "dialog" };
+    record(&mut timings, inputs.account, Step::Browser, started);
+    let mut run = Run { settings, inputs, client: browser.client(), timings, current: Step::Dialog };
     let result = run.walk(observe).await;
     let timings = std::mem::take(&mut run.timings);
     let result = match result {
         Ok(code) => Ok(LoginOutcome { code, timings }),
         Err(error) => {
-            if let Some(store) = inputs.artifacts {
-                let scrub = Scrub::new(vec![inputs.pin.expose().to_owned(), inputs.mobile.to_owned()]);
-                store.capture(browser.client(), inputs.account, run.current, &scrub).await;
-            }
+            let credentials = inputs.credentials;
+            let scrub = Scrub::new(vec![credentials.pin.expose().to_owned(), credentials.mobile.clone()]);
+            settings.artifacts.capture(browser.client(), inputs.account, run.current.as_str(), &scrub).await;
             Err(FlowFailure { error, timings })
         }
     };
@@ -120,19 +87,13 @@ pub async fn login(inputs: &FlowInputs<'_>, observe: &mut Observer<'_>) -> Resul
     result
 }
 
-fn record(timings: &mut Vec<StepTiming>, account: &str, step: &'static str, since: Instant) {
-    let elapsed = since.elapsed();
-    tracing::info!(account, step, elapsed_ms = elapsed.as_millis() as u64, "step done");
-    timings.push(StepTiming { step, elapsed });
-}
-
 struct Run<'a> {
+    settings: &'a BrowserLogin,
     inputs: &'a FlowInputs<'a>,
     client: &'a Client,
-    state: &'a CsrfState,
     timings: Vec<StepTiming>,
     /// The step in progress, for artifacts and messages.
-    current: &'static str,
+    current: Step,
 }
 
 /// The result of one poll of the page.
@@ -144,57 +105,56 @@ enum Seen<T> {
 
 impl Run<'_> {
     async fn walk(&mut self, observe: &mut Observer<'_>) -> Result<AuthCode, BrowserError> {
-        let cfg = self.inputs.browser;
-        let url = oauth::authorize_url(
-            self.inputs.authorize_url,
-            self.inputs.client_id,
-            self.inputs.redirect_uri,
-            self.state,
-        );
         let started = Instant::now();
-        self.client.goto(url.as_str()).await.map_err(failed("dialog", "goto"))?;
-        let steps = steps(&cfg.selectors);
+        self.client.goto(self.inputs.request.url.as_str()).await.map_err(failed(Step::Dialog, "goto"))?;
+        let steps = page_steps(&self.settings.browser.selectors);
         let mut last_totp = self.inputs.last_totp_step;
         let mut step_started = started;
         // The input that signalled the previous step's success, reused rather than looked up again.
         let mut found = None;
         for (i, step) in steps.iter().enumerate() {
-            self.current = step.name;
+            self.current = step.step;
             let input = match found.take() {
                 Some(input) => input,
                 None => self.wait_for_input(step, i == 0).await?,
             };
             if i == 0 {
-                record(&mut self.timings, self.inputs.account, "dialog", started);
+                record(&mut self.timings, self.inputs.account, Step::Dialog, started);
                 step_started = Instant::now();
             }
             let next = steps.get(i + 1);
-            match step.field {
-                Field::Mobile => self.type_and_submit(&input, step, self.inputs.mobile).await?,
-                Field::Totp => {
+            match step.step {
+                Step::Mobile => self.type_and_submit(&input, step, &self.inputs.credentials.mobile).await?,
+                Step::Otp => {
                     // invariant: `steps` puts the PIN step after the TOTP step
                     let next = next.expect("a step follows the TOTP step");
                     found = Some(self.submit_totp(&input, step, next, &mut last_totp, observe).await?);
                 }
-                Field::Pin => {
-                    type_into(&input, step.name, self.inputs.pin.expose()).await?;
+                // The PIN (`page_steps` yields mobile, otp and pin only).
+                _ => {
+                    type_into(&input, step.step, self.inputs.credentials.pin.expose()).await?;
                     let button = self.wait_for_enabled(step).await?;
-                    observe(FlowEvent::PinSubmitting).map_err(|reason| BrowserError::Vetoed { step: "pin", reason })?;
-                    button.click().await.map_err(failed(step.name, "click"))?;
+                    observe(LoginEvent::PinSubmitting)
+                        .map_err(|veto| BrowserError::Vetoed { step: Step::Pin, reason: veto.0 })?;
+                    button.click().await.map_err(failed(step.step, "click"))?;
                 }
             }
             if let Some(next) = next {
                 if found.is_none() {
-                    self.current = next.name;
+                    self.current = next.step;
                     found = Some(self.wait_for_next(step, next).await?);
-                    self.current = step.name;
+                    self.current = step.step;
                 }
-                record(&mut self.timings, self.inputs.account, step.name, step_started);
+                record(&mut self.timings, self.inputs.account, step.step, step_started);
                 step_started = Instant::now();
             }
         }
         let code = self.wait_for_redirect().await?;
-        record(&mut self.timings, self.inputs.account, "pin", step_started);
+        // Before anything else can fail: the PIN ended with a code, so it no longer counts towards a lockout.
+        if let Err(veto) = observe(LoginEvent::CodeReceived) {
+            tracing::warn!(account = self.inputs.account, reason = %veto, "could not record that the PIN ended with a code");
+        }
+        record(&mut self.timings, self.inputs.account, Step::Pin, step_started);
         Ok(code)
     }
 
@@ -203,19 +163,19 @@ impl Run<'_> {
     async fn submit_totp(
         &mut self,
         input: &fantoccini::elements::Element,
-        step: &Step,
-        next: &Step,
+        step: &PageStep,
+        next: &PageStep,
         last_used: &mut Option<u64>,
         observe: &mut Observer<'_>,
     ) -> Result<fantoccini::elements::Element, BrowserError> {
         for attempt in 0..2 {
             let code = self.fresh_totp(last_used, observe).await?;
-            type_into(input, step.name, code.code.expose()).await?;
+            type_into(input, step.step, code.code.expose()).await?;
             if attempt == 1 {
-                clear_error_text(self.client, &self.inputs.browser.selectors.error).await;
+                clear_error_text(self.client, &self.settings.browser.selectors.error).await;
             }
             let button = self.wait_for_enabled(step).await?;
-            button.click().await.map_err(failed(step.name, "click"))?;
+            button.click().await.map_err(failed(step.step, "click"))?;
             match self.wait_for_next(step, next).await {
                 Err(BrowserError::Rejected { rejection: PageRejection::TotpRejected(text), .. }) if attempt == 0 => {
                     tracing::warn!(account = self.inputs.account, message = %text, "TOTP rejected; retrying once in the next window");
@@ -228,10 +188,14 @@ impl Run<'_> {
 
     /// Wait for `next`'s input after submitting `step`: its appearance is the success signal of `step` (the URL is
     /// no signal: the app pushStates it before the backend has answered); a page error ends the wait.
-    async fn wait_for_next(&self, step: &Step, next: &Step) -> Result<fantoccini::elements::Element, BrowserError> {
-        let (name, next_input) = (step.name, next.input.as_str());
+    async fn wait_for_next(
+        &self,
+        step: &PageStep,
+        next: &PageStep,
+    ) -> Result<fantoccini::elements::Element, BrowserError> {
+        let (name, next_input) = (step.step, next.input.as_str());
         self.poll(
-            step.name,
+            step.step,
             next_input,
             |c| async move { tolerate(name, "find", c.find(Locator::Css(next_input)).await) },
         )
@@ -245,10 +209,10 @@ impl Run<'_> {
     ) -> Result<totp::TotpCode, BrowserError> {
         loop {
             let now = unix_now();
-            match totp::plan(now, self.inputs.totp_min_remaining.as_secs(), *last_used) {
+            match totp::plan(now, self.settings.totp_min_remaining.as_secs(), *last_used) {
                 TotpPlan::UseNow { step } => {
-                    observe(FlowEvent::TotpStepUsed(step))
-                        .map_err(|reason| BrowserError::Vetoed { step: "otp", reason })?;
+                    observe(LoginEvent::TotpStepUsed(step))
+                        .map_err(|veto| BrowserError::Vetoed { step: Step::Otp, reason: veto.0 })?;
                     *last_used = Some(step);
                     return Ok(self.inputs.totp.code_at(step * totp::STEP_SECS));
                 }
@@ -266,17 +230,21 @@ impl Run<'_> {
     async fn type_and_submit(
         &self,
         input: &fantoccini::elements::Element,
-        step: &Step,
+        step: &PageStep,
         value: &str,
     ) -> Result<(), BrowserError> {
-        type_into(input, step.name, value).await?;
+        type_into(input, step.step, value).await?;
         let button = self.wait_for_enabled(step).await?;
-        button.click().await.map_err(failed(step.name, "click"))
+        button.click().await.map_err(failed(step.step, "click"))
     }
 
-    async fn wait_for_input(&self, step: &Step, first: bool) -> Result<fantoccini::elements::Element, BrowserError> {
-        let (name, selector) = (step.name, step.input.as_str());
-        self.poll(step.name, &step.input, |c| async move {
+    async fn wait_for_input(
+        &self,
+        step: &PageStep,
+        first: bool,
+    ) -> Result<fantoccini::elements::Element, BrowserError> {
+        let (name, selector) = (step.step, step.input.as_str());
+        self.poll(step.step, &step.input, |c| async move {
             if let Some(el) = tolerate(name, "find", c.find(Locator::Css(selector)).await)? {
                 return Ok(Some(el));
             }
@@ -290,11 +258,11 @@ impl Run<'_> {
 
     /// The submit button once it is enabled, in one `find` per poll: `:disabled` is what WebDriver's "is element
     /// enabled" checks for form controls (fieldset inheritance included); other elements are enabled either way.
-    async fn wait_for_enabled(&self, step: &Step) -> Result<fantoccini::elements::Element, BrowserError> {
+    async fn wait_for_enabled(&self, step: &PageStep) -> Result<fantoccini::elements::Element, BrowserError> {
         let enabled = format!(":is({}):not(:disabled)", step.submit);
-        let (name, selector) = (step.name, enabled.as_str());
+        let (name, selector) = (step.step, enabled.as_str());
         self.poll(
-            step.name,
+            step.step,
             &step.submit,
             |c| async move { tolerate(name, "find", c.find(Locator::Css(selector)).await) },
         )
@@ -302,12 +270,12 @@ impl Run<'_> {
     }
 
     /// Poll `check` until it yields, the page shows an error, or the step timeout passes.
-    async fn poll<T, F, Fut>(&self, step: &'static str, selector: &str, mut check: F) -> Result<T, BrowserError>
+    async fn poll<T, F, Fut>(&self, step: Step, selector: &str, mut check: F) -> Result<T, BrowserError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<Option<T>, BrowserError>>,
     {
-        let cfg = self.inputs.browser;
+        let cfg = &self.settings.browser;
         let deadline = Instant::now() + cfg.step_timeout;
         let mut interval = tokio::time::interval(cfg.poll_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -328,7 +296,7 @@ impl Run<'_> {
         }
     }
 
-    async fn look<T, F, Fut>(&self, step: &'static str, check: &mut F) -> Result<Seen<T>, BrowserError>
+    async fn look<T, F, Fut>(&self, step: Step, check: &mut F) -> Result<Seen<T>, BrowserError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<Option<T>, BrowserError>>,
@@ -336,7 +304,7 @@ impl Run<'_> {
         if let Some(v) = check(self.client.clone()).await? {
             return Ok(Seen::Ready(v));
         }
-        match error_text(self.client, step, &self.inputs.browser.selectors.error).await? {
+        match error_text(self.client, step, &self.settings.browser.selectors.error).await? {
             Some(text) => Ok(Seen::Rejected(PageRejection::classify(&text))),
             None => Ok(Seen::Waiting),
         }
@@ -344,15 +312,16 @@ impl Run<'_> {
 
     /// Poll the browser's URL until it is `redirect_uri` with a code (or the page shows an error).
     async fn wait_for_redirect(&self) -> Result<AuthCode, BrowserError> {
-        let redirect_uri = self.inputs.redirect_uri;
-        let state = self.state;
+        let request = self.inputs.request;
         let result = self
-            .poll("pin", "(redirect)", |c| async move {
-                let Some(current) = tolerate("pin", "current_url", c.current_url().await)? else { return Ok(None) };
-                let code = oauth::parse_redirect(current.as_str(), redirect_uri, state)?;
+            .poll(Step::Pin, "(redirect)", |c| async move {
+                let Some(current) = tolerate(Step::Pin, "current_url", c.current_url().await)? else {
+                    return Ok(None);
+                };
+                let code = request.read_redirect(current.as_str())?;
                 if code.is_none() {
                     // Blocks have been reported right after PIN + OTP too, not only on the first page.
-                    bot_block_check(&c, "pin").await?;
+                    bot_block_check(&c, Step::Pin).await?;
                 }
                 Ok(code)
             })
@@ -364,7 +333,7 @@ impl Run<'_> {
                     u.to_string()
                 });
                 Err(BrowserError::RedirectTimeout {
-                    redirect_uri: redirect_uri.to_string(),
+                    redirect_uri: request.redirect_uri.to_string(),
                     timeout,
                     last_url: last.unwrap_or_else(|_| "unknown".into()),
                 })
@@ -375,7 +344,7 @@ impl Run<'_> {
 }
 
 /// Fail with `BotBlocked` when the page is a bot-management block ("Access denied", a challenge) instead of the app.
-async fn bot_block_check(client: &Client, step: &'static str) -> Result<(), BrowserError> {
+async fn bot_block_check(client: &Client, step: Step) -> Result<(), BrowserError> {
     let title = tolerate(step, "title", client.title().await)?.unwrap_or_default();
     let lower = title.to_lowercase();
     if ["access denied", "attention required", "just a moment"].iter().any(|m| lower.contains(m)) {
@@ -385,13 +354,13 @@ async fn bot_block_check(client: &Client, step: &'static str) -> Result<(), Brow
 }
 
 /// Clear the field and type `value` (never logged).
-async fn type_into(input: &fantoccini::elements::Element, step: &'static str, value: &str) -> Result<(), BrowserError> {
+async fn type_into(input: &fantoccini::elements::Element, step: Step, value: &str) -> Result<(), BrowserError> {
     input.clear().await.map_err(failed(step, "clear"))?;
     input.send_keys(value).await.map_err(failed(step, "send_keys"))
 }
 
 /// Map a failed WebDriver command: a lost session is told apart from a command the page refused.
-fn failed(step: &'static str, action: &'static str) -> impl FnOnce(CmdError) -> BrowserError {
+fn failed(step: Step, action: &'static str) -> impl FnOnce(CmdError) -> BrowserError {
     move |source| {
         if session_gone(&source) {
             BrowserError::SessionLost { step, action, source: Box::new(source) }
@@ -402,7 +371,7 @@ fn failed(step: &'static str, action: &'static str) -> impl FnOnce(CmdError) -> 
 }
 
 /// The first non-empty visible text among the elements matching the error selector.
-async fn error_text(client: &Client, step: &'static str, selector: &str) -> Result<Option<String>, BrowserError> {
+async fn error_text(client: &Client, step: Step, selector: &str) -> Result<Option<String>, BrowserError> {
     let Some(elements) = tolerate(step, "find_all", client.find_all(Locator::Css(selector)).await)? else {
         return Ok(None);
     };
@@ -419,11 +388,7 @@ async fn error_text(client: &Client, step: &'static str, selector: &str) -> Resu
 
 /// A polled command's result: a failure means "not yet" (`Ok(None)`: no such element, a stale element, a page
 /// mid-navigation), except when the session itself is gone, which no amount of waiting fixes.
-fn tolerate<T>(
-    step: &'static str,
-    action: &'static str,
-    result: Result<T, CmdError>,
-) -> Result<Option<T>, BrowserError> {
+fn tolerate<T>(step: Step, action: &'static str, result: Result<T, CmdError>) -> Result<Option<T>, BrowserError> {
     match result {
         Ok(value) => Ok(Some(value)),
         Err(source) if session_gone(&source) => {
@@ -483,8 +448,8 @@ mod tests {
         for e in lost {
             assert!(session_gone(&e), "{e}");
             assert!(matches!(
-                tolerate::<()>("pin", "find", Err(e)),
-                Err(BrowserError::SessionLost { step: "pin", .. })
+                tolerate::<()>(Step::Pin, "find", Err(e)),
+                Err(BrowserError::SessionLost { step: Step::Pin, .. })
             ));
         }
         let transient = [
@@ -495,11 +460,11 @@ mod tests {
         ];
         for e in transient {
             assert!(!session_gone(&e), "{e}");
-            assert!(matches!(tolerate::<()>("pin", "find", Err(e)), Ok(None)));
+            assert!(matches!(tolerate::<()>(Step::Pin, "find", Err(e)), Ok(None)));
         }
         assert!(matches!(
-            failed("otp", "click")(standard(ErrorStatus::ElementNotInteractable, "x")),
-            BrowserError::WebDriver { step: "otp", action: "click", .. }
+            failed(Step::Otp, "click")(standard(ErrorStatus::ElementNotInteractable, "x")),
+            BrowserError::WebDriver { step: Step::Otp, action: "click", .. }
         ));
     }
 }

@@ -1,0 +1,185 @@
+//! The command line: clap definitions and one function per command. The only place that prints a command's result
+//! and picks the process's exit code (`ExitStatus`).
+//!
+//! Commands load config, build the library's parts and report to the terminal; they hold no logic of their own
+//! beyond choosing accounts and formatting results. SIGINT/SIGTERM cancel the work in progress so that browsers are
+//! torn down before the process exits. `demo` and `simulate` live in `demo.rs`, the text form of `status` in
+//! `print.rs`.
+
+mod demo;
+mod print;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::daemon::{self, DaemonError};
+use crate::error::error_chain;
+use crate::metrics::Metrics;
+use crate::run::pool::run_accounts;
+use crate::run::{Runner, WhenValid};
+use crate::shutdown;
+
+/// The contract's exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: success.
+    Success = 0,
+    /// 1: runtime failure (a login, an exchange or a sink failed; interrupted).
+    Failure = 1,
+    /// 2: usage or configuration error.
+    Usage = 2,
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        std::process::ExitCode::from(status as u8)
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "upstox-relogin",
+    version,
+    about = "Logs in to Upstox every morning through a real headless browser and publishes the access token"
+)]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "UPSTOX_RELOGIN_CONFIG", default_value = "./config.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Daemon: log in on schedule, serve /healthz /readyz /metrics /status; stops on SIGINT/SIGTERM.
+    Run,
+    /// Log in now for all (or the named) accounts; a still-valid published token is kept unless --force.
+    Login {
+        /// Only this account (repeatable).
+        #[arg(long = "account", value_name = "NAME")]
+        accounts: Vec<String>,
+        /// Log in even when the published token is still valid.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Per account: token present, expiry, generation, last attempt, next scheduled run.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load and validate the configuration; no network, no browser.
+    CheckConfig,
+    /// Serve the built-in Upstox simulator and print a config that works against it.
+    Simulate(demo::SimulateArgs),
+    /// Start the simulator in-process and log in once through a real headless browser.
+    Demo {
+        /// Where to write the demo token document.
+        #[arg(long, default_value = "./upstox-token.demo.json")]
+        output: PathBuf,
+    },
+}
+
+/// Run the parsed command and return its exit status.
+pub async fn execute(cli: Cli) -> ExitStatus {
+    match cli.command {
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Login { accounts, force } => match load(&cli.config) {
+            Ok(config) => login(config, &accounts, if force { WhenValid::LogIn } else { WhenValid::Skip }).await,
+            Err(status) => status,
+        },
+        Command::Status { json } => match load(&cli.config).and_then(runner) {
+            Ok(runner) => print::status(&runner, json).await,
+            Err(status) => status,
+        },
+        Command::Run => match load(&cli.config) {
+            Ok(config) => run(config).await,
+            Err(status) => status,
+        },
+        Command::Simulate(args) => demo::simulate(args).await,
+        Command::Demo { output } => demo::run(&output).await,
+    }
+}
+
+fn load(path: &Path) -> Result<Arc<Config>, ExitStatus> {
+    config::load(path).map(Arc::new).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitStatus::Usage
+    })
+}
+
+/// The runner for `config`; a sink that cannot even be set up is a configuration problem.
+fn runner(config: Arc<Config>) -> Result<Runner, ExitStatus> {
+    Runner::new(config, Arc::new(Metrics::new())).map_err(|e| {
+        eprintln!("error: {}", error_chain(&e));
+        ExitStatus::Usage
+    })
+}
+
+fn check_config(path: &Path) -> ExitStatus {
+    match config::load(path) {
+        Ok(c) => {
+            let names: Vec<&str> = c.accounts.iter().map(|a| a.name.as_str()).collect();
+            let sinks: Vec<String> = c.sinks.iter().map(|s| s.label()).collect();
+            println!(
+                "config ok: {} account(s) [{}], sinks [{}], schedule \"{}\" in {}",
+                names.len(),
+                names.join(", "),
+                sinks.join(", "),
+                c.schedule.cron,
+                c.schedule.timezone
+            );
+            ExitStatus::Success
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitStatus::Usage
+        }
+    }
+}
+
+async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid) -> ExitStatus {
+    let unknown: Vec<&String> = selected.iter().filter(|n| !config.accounts.iter().any(|a| &a.name == *n)).collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
+        eprintln!("error: no account named {:?}; configured: {}", unknown, known.join(", "));
+        return ExitStatus::Usage;
+    }
+    let runner = match runner(Arc::clone(&config)) {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
+    crate::login::browser::sweep_stale_profiles();
+    let accounts: Vec<_> =
+        config.accounts.iter().filter(|a| selected.is_empty() || selected.contains(&a.name)).collect();
+    let work = run_accounts(&runner, &accounts, when_valid, |done| match &done.result {
+        Ok(outcome) => eprintln!("{}: {outcome}", done.account.name),
+        Err(e) => eprintln!("{}: FAILED: {}", done.account.name, error_chain(e)),
+    });
+    tokio::select! {
+        results = work => {
+            if results.iter().all(|r| r.result.is_ok()) { ExitStatus::Success } else { ExitStatus::Failure }
+        }
+        signal = shutdown::signal() => {
+            eprintln!("interrupted by {signal}; browser closed, published tokens untouched");
+            ExitStatus::Failure
+        }
+    }
+}
+
+async fn run(config: Arc<Config>) -> ExitStatus {
+    match daemon::run(config).await {
+        Ok(_signal) => ExitStatus::Success,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            match e {
+                DaemonError::Setup(_) | DaemonError::Schedule(_) => ExitStatus::Usage,
+                DaemonError::Listen { .. } => ExitStatus::Failure,
+            }
+        }
+    }
+}

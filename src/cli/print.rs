@@ -1,0 +1,53 @@
+//! `status [--json]`: the status report for a person, or as JSON.
+
+use super::ExitStatus;
+use crate::run::Runner;
+use crate::status;
+
+pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
+    let report = status::report(runner).await;
+    if json {
+        // invariant: the report holds only strings, numbers and options
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        return ExitStatus::Success;
+    }
+    println!(
+        "schedule \"{}\" ({}), next run {}",
+        report.schedule,
+        report.timezone,
+        report.next_run.as_deref().unwrap_or("never")
+    );
+    for a in &report.accounts {
+        let token = match (&a.expires_at, a.generation) {
+            (Some(exp), Some(g)) => format!("valid until {exp} (generation {g})"),
+            _ => "no valid token".into(),
+        };
+        println!(
+            "{}: {token}{}",
+            a.name,
+            if a.token_present && !a.valid_in_every_sink { "; missing from some sinks" } else { "" }
+        );
+        for s in &a.sinks {
+            let held = match (&s.expires_at, s.generation) {
+                (Some(exp), Some(g)) => {
+                    format!("generation {g}, expires {exp}{}", if s.valid { "" } else { " (expired)" })
+                }
+                _ => "nothing".into(),
+            };
+            println!("  {}: {held}", s.sink);
+        }
+        match &a.last_attempt {
+            Some(at) => println!(
+                "  last attempt {}: {}{}",
+                at.at.to_rfc3339(),
+                at.result,
+                at.error.as_ref().map(|e| format!(" — {e}")).unwrap_or_default()
+            ),
+            None => println!("  no attempt recorded"),
+        }
+        if a.pin_submissions_today > 0 {
+            println!("  PIN submissions without a code today: {}", a.pin_submissions_today);
+        }
+    }
+    ExitStatus::Success
+}

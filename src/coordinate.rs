@@ -1,0 +1,98 @@
+//! Coordination: "may this process log this account in now, and with which generation?", and where the facts
+//! the lockout guard reads are kept. A closed enum, so that several replicas sharing a store is one more variant.
+//!
+//! `Local` (today's only variant) answers with a per-account `flock` under `state_dir/accounts/` and keeps the
+//! generation and guard facts in the account's state file. A `Permit` is the answer "yes": it holds the lock until
+//! dropped, and it is the only way to allocate a generation or to update the guard's facts. This module decides
+//! nothing about policy (the guard's rule is `login::guard`; whether to log in is `run`'s).
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::state::{AccountLock, AccountState, Attempt, GuardFacts, StateError, StateStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinationError {
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The closed set of coordinators.
+#[derive(Debug, Clone)]
+pub enum Coordinator {
+    /// One host: a lock file per account and the state files under `state_dir`.
+    Local(StateStore),
+}
+
+impl Coordinator {
+    /// Take the right to log `account` in, without waiting. `Ok(None)`: someone else holds it now.
+    pub fn try_acquire(&self, account: &str) -> Result<Option<Permit<'_>>, CoordinationError> {
+        match self {
+            Coordinator::Local(store) => {
+                Ok(store.try_lock(account)?.map(|lock| Permit { store, account: account.to_owned(), _lock: lock }))
+            }
+        }
+    }
+
+    /// The account's persisted facts (generation, last attempt, guard), for `status` and start-up gauges.
+    pub fn facts(&self, account: &str) -> Result<AccountState, CoordinationError> {
+        match self {
+            Coordinator::Local(store) => Ok(store.load(account)?),
+        }
+    }
+
+    /// Record how a run ended (kept whether or not a permit was held: a refused run is an attempt too).
+    pub fn record_attempt(
+        &self,
+        account: &str,
+        attempt: Attempt,
+        success_at: Option<DateTime<FixedOffset>>,
+    ) -> Result<(), CoordinationError> {
+        match self {
+            Coordinator::Local(store) => {
+                store.update(account, |s| {
+                    s.last_attempt = Some(attempt);
+                    if success_at.is_some() {
+                        s.last_success_at = success_at;
+                    }
+                })?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The right to log one account in, held until dropped.
+pub struct Permit<'a> {
+    store: &'a StateStore,
+    account: String,
+    _lock: AccountLock,
+}
+
+impl Permit<'_> {
+    /// The generation for a new document: one above both the last one allocated and `max_seen` (the highest any
+    /// sink holds), persisted before it is returned.
+    pub fn next_generation(&self, max_seen: u64) -> Result<u64, CoordinationError> {
+        let state = self.store.update(&self.account, |s| s.generation = s.generation.max(max_seen) + 1)?;
+        Ok(state.generation)
+    }
+
+    /// The lockout guard's facts and the last TOTP step used.
+    pub fn guard_facts(&self) -> Result<(GuardFacts, Option<u64>), CoordinationError> {
+        let state = self.store.load(&self.account)?;
+        Ok((state.guard, state.last_totp_step))
+    }
+
+    /// Change the guard's facts (and the last TOTP step), persisted before this returns.
+    pub fn update_guard(
+        &self,
+        change: impl FnOnce(&mut GuardFacts, &mut Option<u64>),
+    ) -> Result<GuardFacts, CoordinationError> {
+        let state = self.store.update(&self.account, |s| change(&mut s.guard, &mut s.last_totp_step))?;
+        Ok(state.guard)
+    }
+
+    /// Where the facts live, for messages that tell a human what to edit.
+    pub fn location(&self) -> String {
+        self.store.path(&self.account).display().to_string()
+    }
+}

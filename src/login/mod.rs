@@ -1,0 +1,205 @@
+//! The ways to get a new token for one account, behind one closed enum, each yielding the same `IssuedToken`.
+//!
+//! Today there is one method, the browser login (`browser/`: drive Upstox's hosted dialog in Chromium, read the
+//! redirect's code, exchange it once). A second method (Upstox's v3 access-token request) is a new variant of
+//! `LoginMethod` and a new module beside `browser/`. `guard` is the lockout guard: a pure function of the persisted
+//! facts, the IST day and the cap. This module never publishes and never decides whether a login is needed: that is
+//! `run`'s job. It reports what must be persisted (a PIN about to be submitted, a TOTP step about to be used) to an
+//! observer *before* acting, so the caller's records survive a crash at the worst moment.
+
+pub mod browser;
+pub mod guard;
+
+use std::time::{Duration, Instant};
+
+use crate::config::{Account, BrowserConfig, UpstoxConfig};
+use crate::oauth::{AuthorizationRequest, ExchangeError, TokenResponse, UpstoxApi};
+use crate::totp::{TotpError, TotpGenerator};
+use browser::{ArtifactStore, BrowserError, FlowInputs};
+
+/// The timed parts of a run, as metrics labels (`login_duration_seconds{step}`) and in `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// Starting the WebDriver server (if ours) and the browser session.
+    Browser,
+    /// Opening the authorization dialog until the first input shows.
+    Dialog,
+    Mobile,
+    Otp,
+    /// The PIN, up to the redirect carrying the code.
+    Pin,
+    /// The one POST of the code.
+    Exchange,
+    /// Writing the document to every sink.
+    Publish,
+    /// A whole run.
+    Total,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Browser => "browser",
+            Step::Dialog => "dialog",
+            Step::Mobile => "mobile",
+            Step::Otp => "otp",
+            Step::Pin => "pin",
+            Step::Exchange => "exchange",
+            Step::Publish => "publish",
+            Step::Total => "total",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long one step took.
+#[derive(Debug, Clone, Copy)]
+pub struct StepTiming {
+    pub step: Step,
+    pub elapsed: Duration,
+}
+
+/// Log and keep the time a step took since `since`.
+pub(crate) fn record(timings: &mut Vec<StepTiming>, account: &str, step: Step, since: Instant) {
+    let elapsed = since.elapsed();
+    tracing::info!(account, step = step.as_str(), elapsed_ms = elapsed.as_millis() as u64, "step done");
+    timings.push(StepTiming { step, elapsed });
+}
+
+/// Facts a login method reports as they happen; the caller persists them before the method goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginEvent {
+    /// About to type the code of this TOTP time step (30 s steps since the Unix epoch).
+    TotpStepUsed(u64),
+    /// About to click the PIN's submit button.
+    PinSubmitting,
+    /// The PIN ended with an authorization code (before the exchange): it no longer counts towards a lockout.
+    CodeReceived,
+}
+
+/// Why the observer stopped a login before it acted (the lockout guard said no, or its record could not be kept).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Veto(pub String);
+
+/// The caller's side of `LoginEvent`: an `Err` stops the login before the action.
+pub type Observer<'a> = dyn FnMut(LoginEvent) -> Result<(), Veto> + Send + 'a;
+
+/// What every login method yields: the token endpoint's answer and the time each step took.
+pub struct IssuedToken {
+    pub response: TokenResponse,
+    pub timings: Vec<StepTiming>,
+}
+
+/// A failed login, with the timings of the steps that completed.
+#[derive(Debug)]
+pub struct LoginFailure {
+    pub error: LoginError,
+    pub timings: Vec<StepTiming>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("browser login failed: {error}{}", advice(error.advice()))]
+    Browser {
+        #[source]
+        error: Box<BrowserError>,
+    },
+    #[error("token exchange failed: {error}{}", advice(exchange_advice(error)))]
+    Exchange {
+        #[source]
+        error: ExchangeError,
+    },
+    #[error("`totp_secret` unusable")]
+    TotpSecret(#[source] TotpError),
+}
+
+fn advice(a: Option<&str>) -> String {
+    a.map(|a| format!(" (fix: {a})")).unwrap_or_default()
+}
+
+fn exchange_advice(e: &ExchangeError) -> Option<&'static str> {
+    match e {
+        ExchangeError::Refused(u) => u.advice(),
+        _ => None,
+    }
+}
+
+impl LoginError {
+    /// Another login in this run cannot help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            LoginError::Browser { error } => error.is_permanent(),
+            LoginError::Exchange { error: ExchangeError::Refused(u) } => u.is_permanent(),
+            LoginError::Exchange { .. } => false,
+            LoginError::TotpSecret(_) => true,
+        }
+    }
+}
+
+/// What a login method needs from the run: the account's persisted TOTP fact and the Upstox API.
+pub struct LoginContext<'a> {
+    pub account: &'a Account,
+    pub upstox: &'a UpstoxConfig,
+    pub api: &'a UpstoxApi,
+    /// The last TOTP time step submitted for this account: never submitted again.
+    pub last_totp_step: Option<u64>,
+}
+
+/// The closed set of ways to get a token.
+pub enum LoginMethod {
+    /// Upstox's hosted login dialog in a real browser, then one exchange of the redirect's code.
+    Browser(BrowserLogin),
+}
+
+impl LoginMethod {
+    /// One login, start to token. The observer hears of every PIN and TOTP before they are submitted.
+    pub async fn login(&self, ctx: &LoginContext<'_>, observe: &mut Observer<'_>) -> Result<IssuedToken, LoginFailure> {
+        match self {
+            LoginMethod::Browser(method) => method.login(ctx, observe).await,
+        }
+    }
+}
+
+/// The browser login method's settings, built once per process.
+pub struct BrowserLogin {
+    pub browser: BrowserConfig,
+    /// Wait for the next TOTP window when fewer than this remain in the current one.
+    pub totp_min_remaining: Duration,
+    pub artifacts: ArtifactStore,
+}
+
+impl BrowserLogin {
+    async fn login(&self, ctx: &LoginContext<'_>, observe: &mut Observer<'_>) -> Result<IssuedToken, LoginFailure> {
+        let fail = |error, timings| LoginFailure { error, timings };
+        let account = ctx.account;
+        let totp = TotpGenerator::new(&account.credentials.totp_secret)
+            .map_err(|e| fail(LoginError::TotpSecret(e), Vec::new()))?;
+        let request = AuthorizationRequest::new(&ctx.upstox.authorize_url, &account.app);
+        let inputs = FlowInputs {
+            account: &account.name,
+            request: &request,
+            credentials: &account.credentials,
+            totp: &totp,
+            last_totp_step: ctx.last_totp_step,
+        };
+        let outcome = browser::login(self, &inputs, observe)
+            .await
+            .map_err(|f| fail(LoginError::Browser { error: Box::new(f.error) }, f.timings))?;
+        let mut timings = outcome.timings;
+        let started = Instant::now();
+        match ctx.api.exchange(&account.app, outcome.code).await {
+            Ok(response) => {
+                record(&mut timings, &account.name, Step::Exchange, started);
+                Ok(IssuedToken { response, timings })
+            }
+            Err(error) => Err(fail(LoginError::Exchange { error }, timings)),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The login part of a run: whole logins with backoff until a token, a permanent error, the guard, or
+//! `login.max_attempts`; the lockout guard consulted before each, and every PIN and TOTP recorded through the
+//! coordinator's permit before the browser acts. Also the clock-skew warning, once per run.
+
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use chrono::Utc;
+use tracing::warn;
+
+use super::{RunError, Runner};
+use crate::config::Account;
+use crate::coordinate::Permit;
+use crate::error::error_chain;
+use crate::login::browser::{BrowserError, PageRejection};
+use crate::login::{IssuedToken, LoginContext, LoginError, LoginEvent, Veto, guard};
+use crate::token;
+
+/// A clock further than this from Upstox's gets a warning: TOTP codes near a window's edge start failing.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(2);
+/// How long the clock check may hold up a login.
+const CLOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A token and the number of whole logins it took.
+pub(super) struct Attempts {
+    pub issued: IssuedToken,
+    pub count: u32,
+}
+
+impl Runner {
+    pub(super) async fn login_with_retries(
+        &self,
+        permit: &Permit<'_>,
+        account: &Account,
+    ) -> Result<Attempts, RunError> {
+        let policy = &self.config.login;
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(policy.retry_min_backoff)
+            .with_max_delay(policy.retry_max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        self.check_clock().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.login_once(permit, account).await {
+                Ok(issued) => return Ok(Attempts { issued, count: attempt }),
+                Err(e) if e.is_permanent() || attempt >= policy.max_attempts => return Err(e),
+                Err(e) => {
+                    let pause = backoff.next().unwrap_or(policy.retry_max_backoff);
+                    warn!(attempt, error = %error_chain(&e), retry_in_secs = pause.as_secs_f64(), "login attempt failed; retrying with a new browser login");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
+    /// The guard, then one login by the account's method.
+    async fn login_once(&self, permit: &Permit<'_>, account: &Account) -> Result<IssuedToken, RunError> {
+        let day = token::ist_day(Utc::now());
+        let cap = self.config.login.max_pin_submissions_per_day;
+        let (facts, last_totp_step) = permit.guard_facts()?;
+        if let Err(refusal) = guard::check(&facts, day, cap) {
+            self.metrics.guard_refusal(&account.name);
+            return Err(RunError::Guard { account: account.name.clone(), refusal, location: permit.location() });
+        }
+        let ctx = LoginContext { account, upstox: &self.config.upstox, api: self.api()?, last_totp_step };
+        let mut observe = |event: LoginEvent| -> Result<(), Veto> {
+            let persisted = match event {
+                LoginEvent::TotpStepUsed(step) => permit.update_guard(|_, last| *last = Some(step)),
+                LoginEvent::PinSubmitting => {
+                    let (current, _) = permit.guard_facts().map_err(|e| Veto(error_chain(&e)))?;
+                    if let Err(refusal) = guard::check(&current, day, cap) {
+                        return Err(Veto(refusal.to_string()));
+                    }
+                    permit.update_guard(|g, _| {
+                        g.pin_submissions = g.pin_submissions_on(day) + 1;
+                        g.pin_day = Some(day);
+                    })
+                }
+                LoginEvent::CodeReceived => permit.update_guard(|g, _| g.pin_submissions = 0),
+            };
+            persisted.map(|_| ()).map_err(|e| Veto(format!("cannot persist the lockout counter: {}", error_chain(&e))))
+        };
+        let result = self.method.login(&ctx, &mut observe).await;
+        let timings = match &result {
+            Ok(issued) => &issued.timings,
+            Err(failure) => &failure.timings,
+        };
+        for t in timings {
+            self.metrics.step_duration(t.step.as_str(), t.elapsed.as_secs_f64());
+        }
+        let failure = match result {
+            Ok(issued) => return Ok(issued),
+            Err(failure) => failure,
+        };
+        if let LoginError::Browser { error } = &failure.error
+            && let BrowserError::Rejected {
+                rejection: PageRejection::WrongPin(_) | PageRejection::AccountBlocked(_),
+                ..
+            } = error.as_ref()
+        {
+            permit.update_guard(|g, _| g.pin_rejected_day = Some(day))?;
+        }
+        Err(RunError::Login(failure.error))
+    }
+
+    /// Compare the local clock with the `Date` of Upstox's API and warn when they differ by more than
+    /// `MAX_CLOCK_SKEW`. Never fails a login: an unreachable API is the exchange's problem.
+    async fn check_clock(&self) {
+        let Ok(api) = self.api() else { return };
+        match tokio::time::timeout(CLOCK_CHECK_TIMEOUT, api.clock_skew()).await {
+            Ok(Ok(Some(skew))) => {
+                let secs = skew.num_milliseconds() as f64 / 1000.0;
+                if skew.abs() > chrono::Duration::from_std(MAX_CLOCK_SKEW).unwrap_or(chrono::Duration::MAX) {
+                    warn!(
+                        skew_secs = secs,
+                        "the local clock is {secs:+.1}s off Upstox's (`Date` header): TOTP codes may be rejected; sync this machine's clock (NTP)"
+                    );
+                } else {
+                    tracing::debug!(skew_secs = secs, "local clock agrees with Upstox's");
+                }
+            }
+            Ok(Ok(None)) => tracing::debug!("Upstox's answer had no `Date` header; clock not checked"),
+            Ok(Err(e)) => tracing::debug!(error = %error_chain(&e), "cannot check the clock against Upstox's"),
+            Err(_) => tracing::debug!(timeout = ?CLOCK_CHECK_TIMEOUT, "clock check timed out"),
+        }
+    }
+}

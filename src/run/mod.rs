@@ -1,0 +1,185 @@
+//! One account's run: take the coordinator's permit → keep a still-valid published token (copying it where it is
+//! missing) → otherwise log in (guarded, retried: `attempts`) → allocate the generation → publish to every sink.
+//!
+//! Invariants kept here: a failed run never touches what the sinks hold; a document is built only from a token
+//! that a login method issued; one run per account at a time (the permit); every run has a deadline and is
+//! recorded. `publish` owns reading and writing sinks, `pool` walks several accounts. Printing and exit codes
+//! belong to `cli`.
+
+mod attempts;
+mod outcome;
+pub mod pool;
+pub mod publish;
+
+pub use outcome::{Outcome, RunError, Trigger, WhenValid};
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use chrono::Utc;
+use tracing::{info, warn};
+
+use crate::config::{Account, Config};
+use crate::coordinate::{Coordinator, Permit};
+use crate::error::error_chain;
+use crate::login::browser::ArtifactStore;
+use crate::login::{BrowserLogin, LoginMethod, Step};
+use crate::metrics::Metrics;
+use crate::oauth::{TokenCheck, UpstoxApi};
+use crate::secret::AccessToken;
+use crate::sink::Sink;
+use crate::state::{Attempt, AttemptResult, StateStore};
+use crate::token::{self, TokenDocument};
+use publish::{Publisher, freshest};
+
+/// Everything a run needs, built once per process.
+pub struct Runner {
+    config: Arc<Config>,
+    publisher: Publisher,
+    coordinator: Coordinator,
+    method: LoginMethod,
+    /// Built on first use: `status`, `/status` and an idle daemon never pay for the TLS set-up.
+    api: OnceLock<UpstoxApi>,
+    metrics: Arc<Metrics>,
+}
+
+impl Runner {
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Self, RunError> {
+        let publisher = Publisher::new(&config.sinks).map_err(RunError::SinkSetup)?;
+        let coordinator = Coordinator::Local(StateStore::new(&config.state_dir));
+        let method = LoginMethod::Browser(BrowserLogin {
+            browser: config.browser.clone(),
+            totp_min_remaining: config.login.totp_min_remaining,
+            artifacts: ArtifactStore::new(config.state_dir.join("failures"), config.login.failure_artifacts_keep),
+        });
+        Ok(Self { config, publisher, coordinator, method, api: OnceLock::new(), metrics })
+    }
+
+    fn api(&self) -> Result<&UpstoxApi, RunError> {
+        if let Some(api) = self.api.get() {
+            return Ok(api);
+        }
+        let api = UpstoxApi::new(&self.config.upstox).map_err(RunError::Http)?;
+        Ok(self.api.get_or_init(|| api))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.coordinator
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// One run for `account`, bounded by `login.run_deadline_secs`, recorded in state and metrics.
+    #[tracing::instrument(skip_all, fields(account = %account.name))]
+    pub async fn run(&self, account: &Account, when_valid: WhenValid) -> Result<Outcome, RunError> {
+        let Some(permit) = self.coordinator.try_acquire(&account.name)? else {
+            return Err(RunError::Busy(account.name.clone()));
+        };
+        let started = Instant::now();
+        let deadline = self.config.login.run_deadline;
+        let result = match tokio::time::timeout(deadline, self.run_with(&permit, account, when_valid)).await {
+            Ok(r) => r,
+            Err(_) => Err(RunError::Deadline(deadline)),
+        };
+        self.metrics.step_duration(Step::Total.as_str(), started.elapsed().as_secs_f64());
+        let (label, error) = match &result {
+            Ok(Outcome::LoggedIn { .. }) => (AttemptResult::Success, None),
+            Ok(_) => (AttemptResult::Skipped, None),
+            Err(e) => (AttemptResult::Failed, Some(error_chain(e))),
+        };
+        self.metrics.attempt(&account.name, label.as_str());
+        let now = token::ist(Utc::now());
+        let success_at = (label == AttemptResult::Success).then_some(now);
+        let attempt = Attempt { at: now, result: label, error };
+        if let Err(e) = self.coordinator.record_attempt(&account.name, attempt, success_at) {
+            warn!(error = %error_chain(&e), "could not record the attempt");
+        }
+        result
+    }
+
+    async fn run_with(
+        &self,
+        permit: &Permit<'_>,
+        account: &Account,
+        when_valid: WhenValid,
+    ) -> Result<Outcome, RunError> {
+        let held = self.publisher.read(&account.name).await;
+        let best = freshest(&held, Utc::now()).cloned();
+        if let Some(doc) = best.filter(|_| when_valid == WhenValid::Skip) {
+            match self.api()?.check_token(&AccessToken::new(doc.access_token.clone())).await {
+                Ok(TokenCheck::Valid) => return self.keep(account, doc, &held).await,
+                Ok(TokenCheck::Rejected(e)) => info!(reason = %e, "published token rejected by Upstox; logging in"),
+                Err(e) => {
+                    warn!(error = %error_chain(&e), "could not verify the published token; keeping it (it has not expired)");
+                    return self.keep(account, doc, &held).await;
+                }
+            }
+        }
+        let max_seen = held.iter().flatten().map(|d| d.generation).max().unwrap_or(0);
+        let attempts = self.login_with_retries(permit, account).await?;
+        let publish_started = Instant::now();
+        let issued = Utc::now();
+        let response = attempts.issued.response;
+        let doc = TokenDocument {
+            account: account.name.clone(),
+            access_token: response.access_token.expose().to_owned(),
+            extended_token: response.extended_token.as_ref().map(|t| t.expose().to_owned()),
+            token_type: "Bearer".into(),
+            user_id: response.user_id,
+            user_name: response.user_name,
+            email: response.email,
+            exchanges: response.exchanges,
+            products: response.products,
+            issued_at: token::ist(issued),
+            expires_at: token::expiry_for(issued),
+            generation: permit.next_generation(max_seen)?,
+        };
+        self.publish(&doc, self.publisher.sinks().iter().collect()).await?;
+        self.metrics.step_duration(Step::Publish.as_str(), publish_started.elapsed().as_secs_f64());
+        self.metrics.success(&account.name, issued.timestamp() as f64, doc.expires_at_unix() as f64);
+        info!(generation = doc.generation, expires_at = %doc.expires_at, "token published");
+        Ok(Outcome::LoggedIn {
+            generation: doc.generation,
+            expires_at: doc.expires_at,
+            attempts: attempts.count,
+            timings: attempts.issued.timings,
+            locations: self.publisher.sinks().iter().map(|s| s.location(&account.name)).collect(),
+        })
+    }
+
+    /// The held token is valid: make sure every sink has it.
+    async fn keep(
+        &self,
+        account: &Account,
+        doc: TokenDocument,
+        held: &[Option<TokenDocument>],
+    ) -> Result<Outcome, RunError> {
+        let missing: Vec<&Sink> =
+            self.publisher.sinks().iter().zip(held).filter(|(_, h)| h.as_ref() != Some(&doc)).map(|(s, _)| s).collect();
+        let (generation, expires_at) = (doc.generation, doc.expires_at);
+        self.metrics.token_expiry(&account.name, doc.expires_at_unix() as f64);
+        if missing.is_empty() {
+            info!(generation, expires_at = %expires_at.to_rfc3339(), "published token is still valid; skipping");
+            return Ok(Outcome::Skipped { generation, expires_at });
+        }
+        let labels: Vec<String> = missing.iter().map(|s| s.label()).collect();
+        info!(generation, sinks = %labels.join(", "), "published token is still valid; copying it to sinks that lack it");
+        self.publish(&doc, missing).await?;
+        Ok(Outcome::Republished { generation, expires_at, sinks: labels })
+    }
+
+    async fn publish(&self, doc: &TokenDocument, targets: Vec<&Sink>) -> Result<(), RunError> {
+        let failures = self.publisher.publish(doc, targets, &self.metrics).await;
+        if failures.is_empty() { Ok(()) } else { Err(RunError::Publish { generation: doc.generation, failures }) }
+    }
+}

@@ -1,0 +1,135 @@
+//! How one account's run ends: `Outcome` on success (shown to people through `Display`), `RunError` otherwise,
+//! and the two choices a caller makes (`WhenValid`, `Trigger`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::coordinate::CoordinationError;
+use crate::error::error_chain;
+use crate::login::guard::Refusal;
+use crate::login::{LoginError, StepTiming};
+use crate::sink::SinkError;
+
+/// What to do when the published token is still valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenValid {
+    /// Keep it (copying it to any sink that lacks it): the scheduled and default behaviour.
+    Skip,
+    /// Log in anyway (`login --force`, `on_start = "always"`, `demo`).
+    LogIn,
+}
+
+/// What started a pass over the accounts, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The daemon's start-up catch-up (`schedule.on_start`).
+    Start,
+    /// A tick of `schedule.cron`.
+    Cron,
+    /// The `login` command.
+    Command,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Trigger::Start => "start",
+            Trigger::Cron => "cron",
+            Trigger::Command => "command",
+        })
+    }
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every sink already holds a valid token.
+    Skipped { generation: u64, expires_at: DateTime<FixedOffset> },
+    /// A valid token was copied to sinks that lacked it; no login was needed.
+    Republished { generation: u64, expires_at: DateTime<FixedOffset>, sinks: Vec<String> },
+    /// A new token was issued and published everywhere.
+    LoggedIn {
+        generation: u64,
+        expires_at: DateTime<FixedOffset>,
+        /// Whole logins this run made (1 unless a retryable failure came first).
+        attempts: u32,
+        timings: Vec<StepTiming>,
+        /// Where the document went, one entry per sink.
+        locations: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for Outcome {
+    /// One line for a person.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Skipped { generation, expires_at } => write!(
+                f,
+                "token still valid (generation {generation}, expires {}); skipped (use --force to log in anyway)",
+                expires_at.to_rfc3339()
+            ),
+            Outcome::Republished { generation, expires_at, sinks } => write!(
+                f,
+                "token still valid (generation {generation}, expires {}); copied to {}",
+                expires_at.to_rfc3339(),
+                sinks.join(", ")
+            ),
+            Outcome::LoggedIn { generation, expires_at, attempts, timings, locations } => {
+                let total: f64 = timings.iter().map(|t| t.elapsed.as_secs_f64()).sum();
+                let steps: Vec<String> =
+                    timings.iter().map(|t| format!("{} {:.2}s", t.step, t.elapsed.as_secs_f64())).collect();
+                write!(
+                    f,
+                    "logged in (generation {generation}, expires {}, attempt {attempts}, {total:.2}s: {}); written to {}",
+                    expires_at.to_rfc3339(),
+                    steps.join(", "),
+                    locations.join(", ")
+                )
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("another process is logging in account `{0}` right now (lock `{0}.lock` under state_dir/accounts)")]
+    Busy(String),
+    #[error("lockout guard: account `{account}`: {refusal}{}", guard_hint(refusal, location))]
+    Guard { account: String, refusal: Refusal, location: String },
+    #[error(transparent)]
+    Login(#[from] LoginError),
+    #[error("the new token (generation {generation}) did not reach every sink: {}", .failures.iter().map(|(s, e)| format!("`{s}`: {}", error_chain(e))).collect::<Vec<_>>().join("; "))]
+    Publish { generation: u64, failures: Vec<(String, SinkError)> },
+    #[error("cannot set up a sink")]
+    SinkSetup(#[source] SinkError),
+    #[error("run deadline of {0:?} passed (`login.run_deadline_secs`)")]
+    Deadline(Duration),
+    #[error(transparent)]
+    Coordination(#[from] CoordinationError),
+    #[error("cannot build the HTTP client")]
+    Http(#[source] reqwest::Error),
+}
+
+fn guard_hint(refusal: &Refusal, location: &str) -> String {
+    match refusal {
+        Refusal::PinRejectedToday { .. } => {
+            format!(". Fix the PIN, then delete `pin_rejected_day` from `{location}` or wait for tomorrow")
+        }
+        Refusal::CapReached { .. } => String::new(),
+    }
+}
+
+impl RunError {
+    /// Retrying within this run cannot help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            RunError::Login(error) => error.is_permanent(),
+            RunError::Guard { .. }
+            | RunError::Busy(_)
+            | RunError::Coordination(_)
+            | RunError::Http(_)
+            | RunError::SinkSetup(_) => true,
+            RunError::Publish { .. } | RunError::Deadline(_) => false,
+        }
+    }
+}
