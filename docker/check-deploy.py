@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cross-checks of the deployment recipes that no schema can make: that each compose file and Kubernetes manifest
 agrees with the config it ships with (ports, hosts, secret paths, session counts, memory), and the rules written in
-their comments. Run by `make lint-docker` after the schema validators; needs PyYAML and Python 3.11+ (tomllib).
+their comments. Run by `make lint-deploy` after the schema validators; needs PyYAML and Python 3.11+ (tomllib).
 
 Usage: check-deploy.py DOCKER_DIR KUBERNETES_DIR. Prints one line per problem and exits 1 if there is any."""
 
