@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{CODE_TTL, IssuedToken, LoginSession, SharedState, SimUser, Step, random_alphanumeric};
+use super::{CODE_TTL, IssuedToken, LoginRecord, LoginSession, SharedState, SimUser, Step, random_alphanumeric};
 use crate::token::expiry_for;
 
 const EXCHANGES: [&str; 6] = ["NSE", "NFO", "BSE", "CDS", "BFO", "MCX"];
@@ -125,13 +125,25 @@ pub(super) async fn dialog(State(sim): State<SharedState>, RawQuery(query): RawQ
         _ => return ApiError::ClientOrRedirect.respond(KeyCase::Snake),
     };
     let session_id = random_alphanumeric(24);
+    let now = Instant::now();
+    state.journal.logins.push(LoginRecord {
+        client_id: client.client_id.clone(),
+        mobile: None,
+        opened: now,
+        last_seen: now,
+        pin_submissions: 0,
+        wrong_pins: 0,
+        ended: None,
+    });
+    let record = state.journal.logins.len() - 1;
     state.sessions.insert(
         session_id.clone(),
         LoginSession {
+            record,
             client_id: client.client_id.clone(),
             redirect_uri: client.redirect_uri.clone(),
             state: state_param,
-            created: Instant::now(),
+            created: now,
             step: Step::Mobile,
         },
     );

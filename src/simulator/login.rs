@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use totp_rs::{Algorithm, Builder, Secret};
 
 use super::api::{KeyCase, envelope, success};
-use super::{CODE_TTL, IssuedCode, Shared, SharedState, State as SimState, Step, random_alphanumeric, random_hex};
+use super::{
+    CODE_TTL, IssuedCode, LoginEnd, Shared, SharedState, State as SimState, Step, random_alphanumeric, random_hex,
+};
 
 /// The app shell: an empty `#app` container and the script that hydrates it.
 const LOGIN_HTML: &str = include_str!("login.html");
@@ -123,6 +125,13 @@ fn respond(result: Result<Value, LoginError>) -> Response {
     }
 }
 
+/// Record that the login of session `id` ended (the session itself stays, so a reload still shows where it stands).
+fn end_session(state: &mut SimState, id: &str, how: LoginEnd) {
+    if let Some(record) = state.sessions.get(id).map(|s| s.record) {
+        state.end_login(record, Instant::now(), how);
+    }
+}
+
 fn mask_mobile(mobile: &str) -> String {
     let tail: String = mobile.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
     format!("******{tail}")
@@ -181,7 +190,11 @@ fn submit_mobile(sim: &Shared, state: &mut SimState, id: &str, mobile: &str) -> 
         return Err(LoginError::MobileFormat);
     }
     let user = sim.config.users.iter().position(|u| u.mobile == mobile).ok_or(LoginError::UnknownMobile)?;
+    if let Some(login) = state.login_record(id) {
+        login.mobile = Some(mobile.to_owned());
+    }
     if state.users[user].blocked {
+        end_session(state, id, LoginEnd::Locked);
         return Err(LoginError::Blocked);
     }
     if let Some(session) = state.live_session(id) {
@@ -266,6 +279,9 @@ pub(super) async fn pin(
     let pin_delay = {
         let mut state = sim.lock();
         state.journal.pin_submissions += 1;
+        if let Some(login) = state.login_record(&id) {
+            login.pin_submissions += 1;
+        }
         state.faults.pin_delay_ms
     };
     if pin_delay > 0 {
@@ -280,15 +296,20 @@ fn submit_pin(sim: &Shared, state: &mut SimState, id: &str, pin: &str) -> Result
         return Err(LoginError::OutOfOrder);
     };
     if state.users[user].blocked {
+        end_session(state, id, LoginEnd::Locked);
         return Err(LoginError::Blocked);
     }
     if pin != sim.config.users[user].pin {
         state.journal.wrong_pins += 1;
+        if let Some(login) = state.login_record(id) {
+            login.wrong_pins += 1;
+        }
         let limit = state.faults.pin_limit();
         let status = &mut state.users[user];
         status.wrong_pins += 1;
         if status.wrong_pins >= limit {
             status.blocked = true;
+            end_session(state, id, LoginEnd::Locked);
             tracing::warn!(user_id = %sim.config.users[user].user_id, "simulator blocked a user after wrong PINs");
         }
         return Err(LoginError::WrongPin);
@@ -296,6 +317,7 @@ fn submit_pin(sim: &Shared, state: &mut SimState, id: &str, pin: &str) -> Result
     state.users[user].wrong_pins = 0;
     let session = state.sessions.remove(id).ok_or(LoginError::SessionExpired)?;
     if state.faults.bot_block_after_pin {
+        state.end_login(session.record, Instant::now(), LoginEnd::BotBlocked);
         tracing::warn!("simulator sends the app to the bot-block page instead of the redirect");
         return Ok(json!({"redirect_uri": BLOCKED_PATH, "code": "", "state": null}));
     }
@@ -315,6 +337,7 @@ fn submit_pin(sim: &Shared, state: &mut SimState, id: &str, pin: &str) -> Result
         },
     );
     state.journal.codes_issued.push(code.clone());
+    state.end_login(session.record, Instant::now(), LoginEnd::CodeIssued);
     let user_id = &sim.config.users[user].user_id;
     tracing::info!(%user_id, valid_secs = CODE_TTL.as_secs(), "simulator issued an auth code");
     let redirect_state = match session.state {
@@ -532,6 +555,10 @@ mod tests {
         let journal = h.sim.journal();
         assert_eq!((journal.pin_submissions, journal.wrong_pins), (6, 5));
         assert!(journal.codes_issued.is_empty());
+        let mobile = &h.user().mobile;
+        assert_eq!((journal.pins_for(mobile), journal.wrong_pins_for(mobile), journal.codes_for(mobile)), (6, 5, 0));
+        let ends: Vec<_> = journal.logins.iter().map(|l| l.ended.map(|(_, how)| how)).collect();
+        assert_eq!(ends, [Some(LoginEnd::Locked), Some(LoginEnd::Locked)], "the locking session and the refused one");
     }
 
     #[tokio::test]
