@@ -1,25 +1,34 @@
-//! The built-in Upstox stand-in: the authorization dialog, the hosted login single-page app and its backend, and the
-//! token, profile and logout API, served by axum over real HTTP on one host.
+//! The built-in Upstox stand-in: the authorization dialog, the hosted login single-page app and its backend, the
+//! token, profile and logout API, the v3 access-token request with its webhook delivery, and the market calendar,
+//! served by axum over real HTTP on one host. Facts and sources: `/work/shared/docs/upstox.md`.
 //!
-//! This file owns the public types (`SimConfig`, `Faults`, `Journal`, `Simulator`) and the shared state behind one
-//! mutex; `api.rs` serves the OAuth and REST endpoints, `login.rs` the login pages. The simulator is a test and demo
-//! double: it never talks to the real Upstox, never writes to disk, and never logs a PIN, TOTP code or secret,
-//! client secret, auth code or token (request paths without query strings are fine).
+//! This file owns `Simulator` and the shared state behind one mutex. Code map: `config.rs` (clients, users, demo
+//! credentials), `faults.rs` (the switchable habits), `journal.rs` (what the server saw), `api.rs` (dialog, token,
+//! profile, logout, the error envelope), `jwt.rs` (token shape), `page.rs` + `login.html` (the login app as the
+//! browser sees it), `login.rs` (its backend), `token_request.rs` (v3), `market.rs` (holidays). The simulator is a
+//! test and demo double: it never talks to the real Upstox, never writes to disk, and never logs a PIN, TOTP code or
+//! secret, client secret, auth code or token (request paths without query strings are fine). The only requests it
+//! makes are v3 deliveries to the notifier URLs it was given.
 
 mod api;
 mod config;
 mod faults;
 mod journal;
+mod jwt;
 mod login;
 mod market;
+mod page;
 #[cfg(test)]
 mod testing;
+mod token_request;
 
 use config::random_hex;
 pub use config::{SimClient, SimConfig, SimUser};
 pub use faults::Faults;
 pub use journal::{Delivery, Journal, LoginEnd, LoginRecord, TokenRequestSeen};
 pub use market::{HolidayType, OpenExchange, SimHoliday, default_holidays};
+pub use page::PageIds;
+pub use token_request::ApprovalError;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -36,6 +45,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 /// How long `shutdown` waits for open connections to finish before aborting the server task.
@@ -55,8 +65,16 @@ const DEFAULT_PIN_LOCK_AFTER: u32 = 5;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     Mobile,
-    Otp { user: usize },
-    Pin { user: usize },
+    Otp {
+        user: usize,
+    },
+    Pin {
+        user: usize,
+    },
+    /// After a correct PIN under `Faults::interstitial_after_pin`: nothing more can be submitted.
+    Interstitial {
+        user: usize,
+    },
 }
 
 /// One pass through the dialog: what the final redirect needs.
@@ -86,6 +104,8 @@ struct IssuedToken {
     user: usize,
     expires_at: DateTime<Utc>,
     revoked: bool,
+    /// Issued under `Faults::profile_rejects_new_tokens`: the profile API answers 401 `UDAPI100050`.
+    profile_rejects: bool,
 }
 
 /// Per-user state that outlives login sessions.
@@ -114,6 +134,10 @@ struct State {
     users: Vec<UserStatus>,
     /// What the market calendar serves now.
     holidays: Vec<SimHoliday>,
+    /// Each client's notifier webhook URL now, by client index (starts as `SimClient::notifier_url`).
+    notifier_urls: Vec<Option<String>>,
+    /// v3 token requests awaiting approval, by client index.
+    pending: HashMap<usize, token_request::PendingRequest>,
 }
 
 impl State {
@@ -153,6 +177,10 @@ impl State {
 struct Shared {
     config: SimConfig,
     state: Mutex<State>,
+    /// Posts v3 deliveries to notifier webhooks; redirects are not followed.
+    http: reqwest::Client,
+    /// Cancelled at shutdown: stops pending automatic approvals.
+    cancel: CancellationToken,
 }
 
 impl Shared {
@@ -166,8 +194,14 @@ impl Shared {
             tokens: HashMap::new(),
             users: config.users.iter().map(|_| UserStatus::default()).collect(),
             holidays: config.holidays.clone(),
+            notifier_urls: config.clients.iter().map(|c| c.notifier_url.clone()).collect(),
+            pending: HashMap::new(),
         };
-        Shared { config, state: Mutex::new(state) }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Shared { config, state: Mutex::new(state), http, cancel: CancellationToken::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -190,14 +224,17 @@ fn router(shared: SharedState) -> Router {
         .route("/v2/logout", delete(api::logout))
         .route("/v2/market/holidays", get(market::holidays))
         .route("/v2/market/holidays/{date}", get(market::holidays_on))
-        .route("/login", get(login::page))
-        .route("/login/otp", get(login::page))
-        .route("/login/pin", get(login::page))
+        .route("/login", get(page::login_page))
+        .route("/login/otp", get(page::login_page))
+        .route("/login/pin", get(page::login_page))
+        .route("/login/device", get(page::login_page))
         .route("/login/api/session/{id}", get(login::hydrate))
         .route("/login/api/session/{id}/mobile", post(login::mobile))
         .route("/login/api/session/{id}/otp", post(login::otp))
         .route("/login/api/session/{id}/pin", post(login::pin))
-        .route("/cdn-cgi/access-denied", get(login::blocked))
+        .route("/v3/login/auth/token/request/{client_id}", post(token_request::request))
+        .route("/sim/approve/{client_id}", post(token_request::approve_endpoint))
+        .route("/cdn-cgi/access-denied", get(page::blocked))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::map_response_with_state(shared.clone(), skew_date))
@@ -288,6 +325,30 @@ impl Simulator {
         self.shared.lock().holidays = holidays;
     }
 
+    /// The ids and classes the login page uses under the current faults.
+    pub fn page_ids(&self) -> PageIds {
+        PageIds::for_faults(&self.shared.lock().faults)
+    }
+
+    /// Set (or with `None` clear) the notifier webhook URL of the client `client_id`, as in the app's settings;
+    /// `false` when no such client is registered. `config()` keeps showing the URL at start.
+    pub fn set_notifier_url(&self, client_id: &str, url: Option<&str>) -> bool {
+        let Some(k) = self.shared.config.clients.iter().position(|c| c.client_id == client_id) else {
+            return false;
+        };
+        self.shared.lock().notifier_urls[k] = url.map(str::to_owned);
+        true
+    }
+
+    /// The user approves client `client_id`'s pending v3 token request (like `POST /sim/approve/{client_id}`): the
+    /// token is POSTed to the notifier URL; returns each POST's HTTP status (`None`: no answer).
+    pub async fn approve_token_request(&self, client_id: &str) -> Result<Vec<Option<u16>>, ApprovalError> {
+        let Some(k) = self.shared.config.clients.iter().position(|c| c.client_id == client_id) else {
+            return Err(ApprovalError::UnknownClient(client_id.to_owned()));
+        };
+        token_request::approve(&self.shared, k).await
+    }
+
     /// A copy of the journal as it stands.
     pub fn journal(&self) -> Journal {
         self.shared.lock().journal.clone()
@@ -335,6 +396,7 @@ impl Simulator {
 
     /// Stop accepting, let open requests finish (at most `SHUTDOWN_GRACE`), then stop.
     pub async fn shutdown(mut self) {
+        self.shared.cancel.cancel();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -349,6 +411,7 @@ impl Simulator {
 
 impl Drop for Simulator {
     fn drop(&mut self) {
+        self.shared.cancel.cancel();
         if let Some(task) = self.task.take() {
             task.abort();
         }

@@ -208,3 +208,75 @@ pub(super) fn assert_error_body(body: &Value, code: &str, case: KeyCase) {
 pub(super) fn message(body: &Value) -> &str {
     body["errors"][0]["message"].as_str().unwrap_or("")
 }
+
+/// An app's notifier webhook: records every JSON body POSTed to `/upstox/notify` and answers `status`.
+pub(super) struct Webhook {
+    pub url: String,
+    received: std::sync::Arc<(std::sync::Mutex<Vec<Value>>, tokio::sync::Notify)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Webhook {
+    pub async fn start(status: StatusCode) -> Webhook {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/upstox/notify", listener.local_addr().unwrap());
+        let received = std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), tokio::sync::Notify::new()));
+        let sink = received.clone();
+        let app = axum::Router::new().route(
+            "/upstox/notify",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let sink = sink.clone();
+                async move {
+                    sink.0.lock().unwrap().push(body);
+                    sink.1.notify_waiters();
+                    status
+                }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Webhook { url, received, task }
+    }
+
+    /// The bodies received so far, once there are at least `n` (at most 10 s).
+    pub async fn wait_for(&self, n: usize) -> Vec<Value> {
+        let wait = async {
+            loop {
+                let notified = self.received.1.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let bodies = self.received.0.lock().unwrap().clone();
+                if bodies.len() >= n {
+                    return bodies;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait).await.expect("webhook deliveries")
+    }
+
+    pub fn received(&self) -> Vec<Value> {
+        self.received.0.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Harness {
+    /// `POST /v3/login/auth/token/request/{client_id}` with a JSON body, as the docs ask.
+    pub async fn token_request(&self, client_id: &str, client_secret: &str) -> reqwest::Response {
+        let url = self.url(&format!("v3/login/auth/token/request/{client_id}"));
+        let body = json!({ "client_secret": client_secret });
+        self.http.post(url).header("accept", "application/json").json(&body).send().await.unwrap()
+    }
+
+    /// `POST /sim/approve/{client_id}`.
+    pub async fn approve(&self, client_id: &str) -> reqwest::Response {
+        self.http.post(self.url(&format!("sim/approve/{client_id}"))).send().await.unwrap()
+    }
+}
