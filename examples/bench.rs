@@ -83,9 +83,15 @@ async fn main() -> Result<(), Error> {
         client_id: "bench-0000-0000-0000-000000000000".into(),
         client_secret: "bench-secret".into(),
         redirect_uri: "http://127.0.0.1:9/upstox/callback".into(),
+        notifier_url: None,
     };
     let sim = Simulator::start(
-        SimConfig { clients: vec![client.clone()], users: users.clone(), faults: Faults::default() },
+        SimConfig {
+            clients: vec![client.clone()],
+            users: users.clone(),
+            faults: Faults::default(),
+            holidays: Vec::new(),
+        },
         SocketAddr::from(([127, 0, 0, 1], 0)),
     )
     .await?;

@@ -64,6 +64,7 @@ pub async fn simulate(args: SimulateArgs) -> ExitStatus {
         bot_block_after_pin: args.bot_block_after_pin,
         pin_delay_ms: args.pin_delay_ms,
         date_skew_secs: args.date_skew_secs,
+        ..Faults::default()
     };
     let sim = match Simulator::start(config, args.listen).await {
         Ok(s) => s,

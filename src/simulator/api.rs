@@ -14,14 +14,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{CODE_TTL, IssuedToken, LoginSession, SharedState, SimUser, Step, random_alphanumeric};
+use super::jwt::mint_jwt;
+use super::{CODE_TTL, IssuedToken, LoginRecord, LoginSession, SharedState, SimUser, Step, random_alphanumeric};
 use crate::token::expiry_for;
 
 const EXCHANGES: [&str; 6] = ["NSE", "NFO", "BSE", "CDS", "BFO", "MCX"];
 const PRODUCTS: [&str; 3] = ["D", "CO", "I"];
 const ORDER_TYPES: [&str; 4] = ["MARKET", "LIMIT", "SL", "SL-M"];
-/// The JWT header Upstox tokens carry (`{"typ":"JWT","key_id":"sk_v1.0","alg":"HS256"}`).
-const JWT_HEADER: &str = r#"{"typ":"JWT","key_id":"sk_v1.0","alg":"HS256"}"#;
 /// Extended tokens live about a year.
 const EXTENDED_TOKEN_DAYS: i64 = 365;
 
@@ -52,7 +51,7 @@ pub(super) fn success(data: impl Serialize) -> Response {
 
 /// Every way the API refuses a request. The `Display` text is the envelope's `message`.
 #[derive(Debug, thiserror::Error)]
-enum ApiError {
+pub(super) enum ApiError {
     #[error("Check your 'client_id' and 'redirect_uri'; one or both are incorrect.")]
     ClientOrRedirect,
     #[error("Check your 'client_id' and 'client_secret'; one or both are incorrect.")]
@@ -69,12 +68,21 @@ enum ApiError {
     NotFound,
     #[error("The request method is not supported for this resource.")]
     MethodNotAllowed,
+    /// A v3 token request whose body is not JSON with a `client_secret`.
+    #[error("Invalid request body; send JSON with 'client_secret'.")]
+    RequestBody,
+    /// `Faults::profile_429` [doc: UDAPI10005 too many requests].
+    #[error("Too Many Request Sent")]
+    TooManyRequests,
 }
 
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::ClientOrRedirect | ApiError::AuthCode | ApiError::GrantType => StatusCode::BAD_REQUEST,
+            ApiError::ClientOrRedirect | ApiError::AuthCode | ApiError::GrantType | ApiError::RequestBody => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ClientCredentials | ApiError::Token => StatusCode::UNAUTHORIZED,
             ApiError::Internal => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -82,7 +90,7 @@ impl ApiError {
         }
     }
 
-    /// Upstox's code where it is known; the grant-type, 404 and 405 codes are the simulator's own choice.
+    /// Upstox's code where it is known; the grant-type, 404, 405 and request-body codes are the simulator's own.
     fn code(&self) -> &'static str {
         match self {
             ApiError::ClientOrRedirect => "UDAPI100068",
@@ -93,10 +101,12 @@ impl ApiError {
             ApiError::Token => "UDAPI100050",
             ApiError::NotFound => "UDAPI100404",
             ApiError::MethodNotAllowed => "UDAPI100405",
+            ApiError::RequestBody => "UDAPI100038",
+            ApiError::TooManyRequests => "UDAPI10005",
         }
     }
 
-    fn respond(&self, case: KeyCase) -> Response {
+    pub(super) fn respond(&self, case: KeyCase) -> Response {
         envelope(self.status(), self.code(), &self.to_string(), case)
     }
 }
@@ -124,14 +134,30 @@ pub(super) async fn dialog(State(sim): State<SharedState>, RawQuery(query): RawQ
         Some(c) if get("response_type") == Some("code") && get("redirect_uri") == Some(c.redirect_uri.as_str()) => c,
         _ => return ApiError::ClientOrRedirect.respond(KeyCase::Snake),
     };
+    if state.faults.dialog_udapi100068 {
+        tracing::warn!("simulator refuses a correct client at the dialog");
+        return ApiError::ClientOrRedirect.respond(KeyCase::Snake);
+    }
     let session_id = random_alphanumeric(24);
+    let now = Instant::now();
+    state.journal.logins.push(LoginRecord {
+        client_id: client.client_id.clone(),
+        mobile: None,
+        opened: now,
+        last_seen: now,
+        pin_submissions: 0,
+        wrong_pins: 0,
+        ended: None,
+    });
+    let record = state.journal.logins.len() - 1;
     state.sessions.insert(
         session_id.clone(),
         LoginSession {
+            record,
             client_id: client.client_id.clone(),
             redirect_uri: client.redirect_uri.clone(),
             state: state_param,
-            created: Instant::now(),
+            created: now,
             step: Step::Mobile,
         },
     );
@@ -153,7 +179,8 @@ struct AccountFacts<'a> {
     products: [&'static str; 3],
     broker: &'static str,
     user_id: &'a str,
-    user_name: &'a str,
+    /// `None` only under `Faults::token_null_user_name`.
+    user_name: Option<&'a str>,
     order_types: [&'static str; 4],
     user_type: &'static str,
     poa: bool,
@@ -167,7 +194,7 @@ impl<'a> AccountFacts<'a> {
             products: PRODUCTS,
             broker: "UPSTOX",
             user_id: &user.user_id,
-            user_name: &user.user_name,
+            user_name: Some(&user.user_name),
             order_types: ORDER_TYPES,
             user_type: "individual",
             poa: false,
@@ -206,6 +233,9 @@ pub(super) async fn token(State(sim): State<SharedState>, body: String) -> Respo
         state.progress.token_5xx_served += 1;
         return ApiError::Internal.respond(KeyCase::Camel);
     }
+    if state.faults.token_403_html {
+        return firewall_page();
+    }
     if field("grant_type") != "authorization_code" {
         return ApiError::GrantType.respond(KeyCase::Camel);
     }
@@ -228,11 +258,18 @@ pub(super) async fn token(State(sim): State<SharedState>, body: String) -> Respo
     let expires_at = expiry_for(now).with_timezone(&Utc);
     let access_token = mint_jwt(user, now, expires_at, false);
     let extended_token = mint_jwt(user, now, now + chrono::Duration::days(EXTENDED_TOKEN_DAYS), true);
-    state.tokens.insert(access_token.clone(), IssuedToken { user: issued.user, expires_at, revoked: false });
+    let profile_rejects = state.faults.profile_rejects_new_tokens;
+    state
+        .tokens
+        .insert(access_token.clone(), IssuedToken { user: issued.user, expires_at, revoked: false, profile_rejects });
     state.journal.access_tokens_issued += 1;
+    let mut facts = AccountFacts::of(user);
+    if state.faults.token_null_user_name {
+        facts.user_name = None;
+    }
     drop(state);
     tracing::info!(user_id = %user.user_id, %expires_at, "simulator issued an access token");
-    Json(TokenBody { facts: AccountFacts::of(user), is_active: true, access_token, extended_token }).into_response()
+    Json(TokenBody { facts, is_active: true, access_token, extended_token }).into_response()
 }
 
 /// The live (issued, unexpired, unrevoked) access token named by `Authorization: Bearer …`, as a map key.
@@ -242,10 +279,25 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
+/// A web-application firewall's 403 page, the same bytes every time (`Faults::token_403_html`): what a token client
+/// sees when something in front of the API refuses it [3p: Cloudflare fronts the API hosts].
+const FIREWALL_HTML: &str = "<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head>\n<body>\n\
+<h1>403 Forbidden</h1>\n<p>Request blocked by the web application firewall.</p>\n\
+<p>Reference: 0.4f2d1b17.1767225600.2a9c31</p>\n</body></html>\n";
+
+fn firewall_page() -> Response {
+    let headers = [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")];
+    (StatusCode::FORBIDDEN, headers, FIREWALL_HTML).into_response()
+}
+
 /// `GET /v2/user/profile`.
 pub(super) async fn profile(State(sim): State<SharedState>, headers: HeaderMap) -> Response {
     let state = sim.lock();
-    let live = bearer(&headers).and_then(|t| state.tokens.get(t)).filter(|t| is_live(t, Utc::now()));
+    if state.faults.profile_429 {
+        return ApiError::TooManyRequests.respond(KeyCase::Snake);
+    }
+    let live =
+        bearer(&headers).and_then(|t| state.tokens.get(t)).filter(|t| is_live(t, Utc::now()) && !t.profile_rejects);
     let Some(token) = live else {
         return ApiError::Token.respond(KeyCase::Snake);
     };
@@ -277,41 +329,6 @@ pub(super) async fn method_not_allowed() -> Response {
     ApiError::MethodNotAllowed.respond(KeyCase::Snake)
 }
 
-/// A JWT-shaped random token: Upstox's header, a payload naming the user, and 256 random bits as "signature".
-fn mint_jwt(user: &SimUser, iat: DateTime<Utc>, exp: DateTime<Utc>, extended: bool) -> String {
-    let payload = json!({
-        "sub": user.user_id,
-        "jti": random_alphanumeric(24),
-        "isMultiClient": false,
-        "isPlusPlan": false,
-        "isExtended": extended,
-        "iat": iat.timestamp(),
-        "iss": "udapi-gateway-service",
-        "exp": exp.timestamp(),
-    });
-    let mut signature = [0u8; 32];
-    rand::Rng::fill(&mut rand::rng(), &mut signature);
-    format!(
-        "{}.{}.{}",
-        base64url(JWT_HEADER.as_bytes()),
-        base64url(payload.to_string().as_bytes()),
-        base64url(&signature)
-    )
-}
-
-/// Unpadded base64url (RFC 4648 §5).
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize]));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -319,16 +336,6 @@ mod tests {
     use super::super::Faults;
     use super::super::testing::{Harness, assert_error};
     use super::*;
-
-    #[test]
-    fn base64url_matches_rfc4648_vectors() {
-        let cases = [("", ""), ("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg"), ("fooba", "Zm9vYmE")];
-        for (input, expected) in cases {
-            assert_eq!(base64url(input.as_bytes()), expected);
-        }
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
-        assert!(base64url(JWT_HEADER.as_bytes()).starts_with("eyJ"));
-    }
 
     #[tokio::test]
     async fn dialog_redirects_to_the_login_app_with_a_session() {
@@ -532,6 +539,58 @@ mod tests {
         assert_eq!(res.json::<serde_json::Value>().await.unwrap(), json!({"status": "success", "data": true}));
         assert_error(h.profile(Some(&token)).await, StatusCode::UNAUTHORIZED, "UDAPI100050", KeyCase::Snake).await;
         assert_error(h.logout(&token).await, StatusCode::UNAUTHORIZED, "UDAPI100050", KeyCase::Snake).await;
+    }
+
+    #[tokio::test]
+    async fn profile_429_refuses_even_a_valid_token() {
+        let h = Harness::start().await;
+        let token = h.access_token().await;
+        h.sim.set_faults(Faults { profile_429: true, ..Faults::default() });
+        assert_error(h.profile(Some(&token)).await, StatusCode::TOO_MANY_REQUESTS, "UDAPI10005", KeyCase::Snake).await;
+        h.sim.set_faults(Faults::default());
+        assert_eq!(h.profile(Some(&token)).await.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn token_null_user_name_keeps_the_twelve_fields() {
+        let h = Harness::start_with(Faults { token_null_user_name: true, ..Faults::default() }).await;
+        let code = h.login(0).await;
+        let body: serde_json::Value = h.exchange(&code, &h.client().client_secret).await.json().await.unwrap();
+        assert_eq!(body.as_object().unwrap().len(), 12);
+        assert!(body["user_name"].is_null(), "{body}");
+        assert_eq!(h.profile(body["access_token"].as_str()).await.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn token_403_html_is_the_same_page_every_time_and_spends_the_code() {
+        let h = Harness::start_with(Faults { token_403_html: true, ..Faults::default() }).await;
+        let code = h.login(0).await;
+        let mut pages = Vec::new();
+        for attempt in [code.clone(), h.login(1).await] {
+            let res = h.exchange(&attempt, &h.client().client_secret).await;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN);
+            assert!(res.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+            pages.push(res.text().await.unwrap());
+        }
+        assert_eq!(pages[0], pages[1]);
+        assert!(pages[0].contains("403 Forbidden"));
+        h.sim.set_faults(Faults::default());
+        let again = h.exchange(&code, &h.client().client_secret).await;
+        assert_error(again, StatusCode::BAD_REQUEST, "UDAPI100057", KeyCase::Camel).await;
+        assert_eq!(h.sim.journal().access_tokens_issued, 0);
+    }
+
+    #[tokio::test]
+    async fn profile_rejects_new_tokens_only_those_issued_under_the_fault() {
+        let h = Harness::start().await;
+        let old = h.access_token().await;
+        h.sim.set_faults(Faults { profile_rejects_new_tokens: true, ..Faults::default() });
+        let code = h.login(1).await;
+        let res = h.exchange(&code, &h.client().client_secret).await;
+        assert_eq!(res.status(), StatusCode::OK, "the exchange itself succeeds");
+        let fresh = res.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+        assert_error(h.profile(Some(&fresh)).await, StatusCode::UNAUTHORIZED, "UDAPI100050", KeyCase::Snake).await;
+        assert_eq!(h.profile(Some(&old)).await.status(), StatusCode::OK);
     }
 
     #[tokio::test]

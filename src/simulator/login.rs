@@ -1,39 +1,37 @@
-//! The hosted login: the single-page app shell (`login.html`), the bot-block page (`blocked.html`), and the SPA's
-//! backend XHRs (hydrate, mobile, TOTP, PIN) that move a login session through its steps and finally hand out an
-//! auth code.
+//! The hosted login's backend: the SPA's XHRs (hydrate, mobile, TOTP, PIN) that move a login session through its
+//! steps and finally hand out an auth code (or, under faults, a lock, an OTP block or an interstitial).
 //!
 //! Step order, TOTP validity (RFC 6238, ±1 step, no replay) and the PIN lockout are enforced here, server-side; the
-//! page only renders what the backend answered. This module never issues tokens (see `api.rs`) and never logs a
-//! mobile number, PIN, TOTP code or auth code.
+//! page (`page.rs`, `login.html`) only renders what the backend answered. This module never issues tokens (see
+//! `api.rs`) and never logs a mobile number, PIN, TOTP code or auth code.
 
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use totp_rs::{Algorithm, Builder, Secret};
 
 use super::api::{KeyCase, envelope, success};
-use super::{CODE_TTL, IssuedCode, Shared, SharedState, State as SimState, Step, random_alphanumeric, random_hex};
+use super::page::BLOCKED_PATH;
+use super::{
+    CODE_TTL, IssuedCode, LoginEnd, Shared, SharedState, State as SimState, Step, random_alphanumeric, random_hex,
+};
 
-/// The app shell: an empty `#app` container and the script that hydrates it.
-const LOGIN_HTML: &str = include_str!("login.html");
-/// Cloudflare's "Error 1010" page, with `{{host}}`, `{{ray}}` and `{{when}}` to fill.
-const BLOCKED_HTML: &str = include_str!("blocked.html");
 /// RFC 6238 parameters Upstox uses.
 const TOTP_DIGITS: usize = 6;
 const TOTP_STEP_SECS: u64 = 30;
 /// Accept the previous and the next time step too.
 const TOTP_SKEW_STEPS: u8 = 1;
-const MOBILE_DIGITS: usize = 10;
 /// Length of an auth code (alphanumeric).
 const CODE_LEN: usize = 6;
 
-/// Every way the login backend refuses a submission. The `Display` text is what the page shows in `#errorMsg`.
+/// Every way the login backend refuses a submission. The `Display` text is the envelope's `message`; the page shows
+/// `<message> [<error_code>]`, as Upstox's overlays do [code].
 #[derive(Debug, thiserror::Error)]
 enum LoginError {
     #[error("Your login session has expired. Please go back to the app and log in again.")]
@@ -50,62 +48,48 @@ enum LoginError {
     InvalidOtp,
     #[error("You have entered an incorrect PIN")]
     WrongPin,
-    #[error("Your account has been blocked due to multiple incorrect attempts. Please reset your PIN to unblock.")]
+    /// Upstox's lock text [code: the login bundle, 1017090]; the page turns it into the lock screen.
+    #[error("{LOCKED_MESSAGE}")]
     Blocked,
+    /// `Faults::otp_blocked` [code: 1017078/1017125, "resend locked for 600 s"].
+    #[error("OTP is blocked due to multiple attempts. Please try after 10 minutes")]
+    OtpBlocked,
+}
+
+/// What the lock screen says [code].
+const LOCKED_MESSAGE: &str = "Due to too many incorrect PIN attempts, your account has been locked. Unlock your account by verifying your details.";
+/// Upstox's code for a locked account [code].
+const LOCKED_CODE: &str = "1017090";
+
+/// What `Faults::info_toast_after_mobile` shows after the mobile step [code].
+const OTP_SENT_NOTICE: &str = "OTP sent to your registered mobile number";
+
+/// What the app shows instead of the redirect under `Faults::interstitial_after_pin`: nothing public scripts know.
+fn interstitial() -> Value {
+    json!({
+        "title": "Confirm your device",
+        "text": "We noticed a login from a new device. Confirm it on your registered device to continue.",
+        "button": "Confirm",
+    })
 }
 
 impl IntoResponse for LoginError {
     fn into_response(self) -> Response {
-        // The codes are the simulator's own: the real login backend's codes are not documented.
+        // 7-digit codes like the login app's [code]. Known from its bundle: 1017106 (wrong PIN), 1017090 (locked),
+        // 1017078 (OTP blocked), 1017079/1017084 (back to the start). The others are the simulator's own choice.
         let (status, code) = match self {
-            LoginError::SessionExpired => (StatusCode::NOT_FOUND, "SESSION_EXPIRED"),
-            LoginError::OutOfOrder => (StatusCode::CONFLICT, "STEP_OUT_OF_ORDER"),
-            LoginError::Malformed => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
-            LoginError::MobileFormat => (StatusCode::BAD_REQUEST, "INVALID_MOBILE"),
-            LoginError::UnknownMobile => (StatusCode::BAD_REQUEST, "MOBILE_NOT_REGISTERED"),
-            LoginError::InvalidOtp => (StatusCode::BAD_REQUEST, "INVALID_OTP"),
-            LoginError::WrongPin => (StatusCode::BAD_REQUEST, "INVALID_PIN"),
-            LoginError::Blocked => (StatusCode::FORBIDDEN, "ACCOUNT_BLOCKED"),
+            LoginError::SessionExpired => (StatusCode::NOT_FOUND, "1017079"),
+            LoginError::OutOfOrder => (StatusCode::CONFLICT, "1017084"),
+            LoginError::Malformed => (StatusCode::BAD_REQUEST, "1017000"),
+            LoginError::MobileFormat => (StatusCode::BAD_REQUEST, "1017001"),
+            LoginError::UnknownMobile => (StatusCode::BAD_REQUEST, "1017011"),
+            LoginError::InvalidOtp => (StatusCode::BAD_REQUEST, "1017031"),
+            LoginError::WrongPin => (StatusCode::BAD_REQUEST, "1017106"),
+            LoginError::Blocked => (StatusCode::FORBIDDEN, LOCKED_CODE),
+            LoginError::OtpBlocked => (StatusCode::FORBIDDEN, "1017078"),
         };
         envelope(status, code, &self.to_string(), KeyCase::Snake)
     }
-}
-
-/// `GET /login`, `/login/otp`, `/login/pin`: the app shell, or the bot-block page when that fault is on.
-pub(super) async fn page(State(sim): State<SharedState>, headers: HeaderMap) -> Response {
-    if sim.faults().bot_block {
-        return bot_block(&headers);
-    }
-    ([(header::CACHE_CONTROL, "no-store")], Html(LOGIN_HTML)).into_response()
-}
-
-/// Where `Faults::bot_block_after_pin` sends the app after a correct PIN.
-const BLOCKED_PATH: &str = "/cdn-cgi/access-denied";
-
-/// `GET /cdn-cgi/access-denied`: the bot-block page, always.
-pub(super) async fn blocked(headers: HeaderMap) -> Response {
-    bot_block(&headers)
-}
-
-/// Cloudflare's "Error 1010" page: the browser's signature was banned.
-fn bot_block(headers: &HeaderMap) -> Response {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("login.upstox.com");
-    let host = html_escape(host);
-    let ray = format!("{}-BOM", random_hex(16));
-    let body = BLOCKED_HTML
-        .replace("{{ray}}", &ray)
-        .replace("{{when}}", &chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .replace("{{host}}", &host);
-    let headers = [(header::SERVER, "cloudflare".to_owned()), (header::CACHE_CONTROL, "no-store".to_owned())];
-    let mut response = (StatusCode::FORBIDDEN, headers, Html(body)).into_response();
-    if let Ok(value) = ray.parse() {
-        response.headers_mut().insert("cf-ray", value);
-    }
-    response
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Every backend XHR waits `faults.step_delay_ms` first.
@@ -123,6 +107,13 @@ fn respond(result: Result<Value, LoginError>) -> Response {
     }
 }
 
+/// Record that the login of session `id` ended (the session itself stays, so a reload still shows where it stands).
+fn end_session(state: &mut SimState, id: &str, how: LoginEnd) {
+    if let Some(record) = state.sessions.get(id).map(|s| s.record) {
+        state.end_login(record, Instant::now(), how);
+    }
+}
+
 fn mask_mobile(mobile: &str) -> String {
     let tail: String = mobile.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
     format!("******{tail}")
@@ -132,23 +123,40 @@ fn is_digits(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The login app's mobile rule, `^[6-9]\d{9}$` [code].
+fn is_mobile(s: &str) -> bool {
+    is_digits(s, 10) && matches!(s.as_bytes()[0], b'6'..=b'9')
+}
+
 /// `GET /login/api/session/{id}`: where this session stands, so the page can render that step.
 pub(super) async fn hydrate(State(sim): State<SharedState>, Path(id): Path<String>) -> Response {
     step_delay(&sim).await;
     let mut state = sim.lock();
-    let result = match state.live_session(&id) {
-        None => Err(LoginError::SessionExpired),
-        Some(session) => Ok(match session.step {
-            Step::Mobile => json!({"step": "mobile", "client_id": session.client_id}),
-            Step::Otp { user } => json!({
-                "step": "otp",
-                "client_id": session.client_id,
-                "mobile_masked": mask_mobile(&sim.config.users[user].mobile),
-            }),
-            Step::Pin { .. } => json!({"step": "pin", "client_id": session.client_id}),
-        }),
+    let Some(session) = state.live_session(&id) else {
+        return LoginError::SessionExpired.into_response();
     };
-    respond(result)
+    let (step, client_id) = (session.step, session.client_id.clone());
+    let locked = match step {
+        Step::Otp { user } | Step::Pin { user } => state.users[user].blocked,
+        Step::Mobile | Step::Interstitial { .. } => false,
+    };
+    if locked {
+        return success(
+            json!({"step": "locked", "client_id": client_id, "message": LOCKED_MESSAGE, "code": LOCKED_CODE}),
+        );
+    }
+    success(match step {
+        Step::Mobile => json!({"step": "mobile", "client_id": client_id}),
+        Step::Otp { user } => json!({
+            "step": "otp",
+            "client_id": client_id,
+            "mobile_masked": mask_mobile(&sim.config.users[user].mobile),
+        }),
+        Step::Pin { .. } => json!({"step": "pin", "client_id": client_id}),
+        Step::Interstitial { .. } => {
+            json!({"step": "interstitial", "client_id": client_id, "interstitial": interstitial()})
+        }
+    })
 }
 
 #[derive(Deserialize)]
@@ -177,17 +185,25 @@ fn submit_mobile(sim: &Shared, state: &mut SimState, id: &str, mobile: &str) -> 
     if !matches!(step, Step::Mobile | Step::Otp { .. }) {
         return Err(LoginError::OutOfOrder);
     }
-    if !is_digits(mobile, MOBILE_DIGITS) {
+    if !is_mobile(mobile) {
         return Err(LoginError::MobileFormat);
     }
     let user = sim.config.users.iter().position(|u| u.mobile == mobile).ok_or(LoginError::UnknownMobile)?;
+    if let Some(login) = state.login_record(id) {
+        login.mobile = Some(mobile.to_owned());
+    }
     if state.users[user].blocked {
+        end_session(state, id, LoginEnd::Locked);
         return Err(LoginError::Blocked);
     }
     if let Some(session) = state.live_session(id) {
         session.step = Step::Otp { user };
     }
-    Ok(json!({"mobile_masked": mask_mobile(mobile)}))
+    let mut data = json!({"mobile_masked": mask_mobile(mobile)});
+    if state.faults.info_toast_after_mobile {
+        data["notice"] = json!(OTP_SENT_NOTICE);
+    }
+    Ok(data)
 }
 
 #[derive(Deserialize)]
@@ -216,6 +232,9 @@ fn submit_otp(sim: &Shared, state: &mut SimState, id: &str, otp: &str, now: u64)
     let Step::Otp { user } = state.live_session(id).ok_or(LoginError::SessionExpired)?.step else {
         return Err(LoginError::OutOfOrder);
     };
+    if state.faults.otp_blocked {
+        return Err(LoginError::OtpBlocked);
+    }
     let time_step = totp_step(&sim.config.users[user].totp_secret, otp, now).ok_or(LoginError::InvalidOtp)?;
     if state.users[user].used_totp_steps.contains(&time_step) {
         return Err(LoginError::InvalidOtp);
@@ -266,6 +285,9 @@ pub(super) async fn pin(
     let pin_delay = {
         let mut state = sim.lock();
         state.journal.pin_submissions += 1;
+        if let Some(login) = state.login_record(&id) {
+            login.pin_submissions += 1;
+        }
         state.faults.pin_delay_ms
     };
     if pin_delay > 0 {
@@ -280,22 +302,41 @@ fn submit_pin(sim: &Shared, state: &mut SimState, id: &str, pin: &str) -> Result
         return Err(LoginError::OutOfOrder);
     };
     if state.users[user].blocked {
+        end_session(state, id, LoginEnd::Locked);
         return Err(LoginError::Blocked);
     }
     if pin != sim.config.users[user].pin {
         state.journal.wrong_pins += 1;
+        if let Some(login) = state.login_record(id) {
+            login.wrong_pins += 1;
+        }
         let limit = state.faults.pin_limit();
         let status = &mut state.users[user];
         status.wrong_pins += 1;
         if status.wrong_pins >= limit {
             status.blocked = true;
+            end_session(state, id, LoginEnd::Locked);
             tracing::warn!(user_id = %sim.config.users[user].user_id, "simulator blocked a user after wrong PINs");
+            // The locking attempt already shows the lock screen [code: 1017090].
+            return Err(LoginError::Blocked);
         }
         return Err(LoginError::WrongPin);
     }
     state.users[user].wrong_pins = 0;
+    if state.faults.interstitial_after_pin {
+        let record = state.live_session(id).map(|session| {
+            session.step = Step::Interstitial { user };
+            session.record
+        });
+        if let Some(record) = record {
+            state.end_login(record, Instant::now(), LoginEnd::Interstitial);
+        }
+        tracing::warn!("simulator shows an interstitial instead of the redirect");
+        return Ok(json!({"interstitial": interstitial()}));
+    }
     let session = state.sessions.remove(id).ok_or(LoginError::SessionExpired)?;
     if state.faults.bot_block_after_pin {
+        state.end_login(session.record, Instant::now(), LoginEnd::BotBlocked);
         tracing::warn!("simulator sends the app to the bot-block page instead of the redirect");
         return Ok(json!({"redirect_uri": BLOCKED_PATH, "code": "", "state": null}));
     }
@@ -315,6 +356,7 @@ fn submit_pin(sim: &Shared, state: &mut SimState, id: &str, pin: &str) -> Result
         },
     );
     state.journal.codes_issued.push(code.clone());
+    state.end_login(session.record, Instant::now(), LoginEnd::CodeIssued);
     let user_id = &sim.config.users[user].user_id;
     tracing::info!(%user_id, valid_secs = CODE_TTL.as_secs(), "simulator issued an auth code");
     let redirect_state = match session.state {
@@ -332,8 +374,7 @@ mod tests {
     use super::super::testing::{Harness, assert_error_body, message};
     use super::*;
 
-    const BLOCKED: &str = "Your account has been blocked due to multiple incorrect attempts. \
-                           Please reset your PIN to unblock.";
+    const BLOCKED: &str = LOCKED_MESSAGE;
 
     #[test]
     fn totp_matches_rfc6238_vectors_within_one_step() {
@@ -347,52 +388,6 @@ mod tests {
         assert_eq!(totp_step("gezd gnbv gy3t qojq gezd gnbv gy3t qojq", "081804", 1_111_111_109), Some(37_037_036));
         assert_eq!(totp_step(secret, "81804", 1_111_111_109), None);
         assert_eq!(totp_step(secret, "08180a", 1_111_111_109), None);
-    }
-
-    #[tokio::test]
-    async fn page_is_an_empty_app_shell_on_every_step_path() {
-        let h = Harness::start().await;
-        for path in ["login?user_id=x&client_id=y&user_type=individual", "login/otp?user_id=x", "login/pin"] {
-            let res = h.get(h.url(path)).await;
-            assert_eq!(res.status(), StatusCode::OK);
-            assert!(res.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
-            let html = res.text().await.unwrap();
-            assert!(html.contains("<title>Upstox Login</title>"));
-            assert!(html.contains(r#"<div id="app"></div>"#));
-            let (markup, script) = html.split_once("<script>").unwrap();
-            assert!(script.contains("/login/api/session/"), "the script hydrates from the backend");
-            assert_eq!(markup.matches(" id=").count(), 1, "only the app container before hydration");
-        }
-    }
-
-    #[tokio::test]
-    async fn bot_block_replaces_the_page_with_cloudflare_1010() {
-        let h = Harness::start_with(Faults { bot_block: true, ..Faults::default() }).await;
-        let res = h.get(h.url("login?user_id=x")).await;
-        assert_eq!(res.status(), StatusCode::FORBIDDEN);
-        assert_eq!(res.headers()[header::SERVER], "cloudflare");
-        let html = res.text().await.unwrap();
-        for needle in ["Access denied", "Error", "1010", "has banned your access based on your browser's signature"] {
-            assert!(html.contains(needle), "{needle}");
-        }
-        assert!(!html.contains(r#"id="app""#));
-        h.sim.set_faults(Faults::default());
-        assert_eq!(h.get(h.url("login?user_id=x")).await.status(), StatusCode::OK);
-    }
-
-    #[tokio::test]
-    async fn bot_block_after_pin_sends_the_app_to_the_block_page_without_a_code() {
-        let h = Harness::start_with(Faults { bot_block_after_pin: true, ..Faults::default() }).await;
-        let session = h.open_session(Some("s")).await;
-        h.submit_mobile(&session, &h.user().mobile).await;
-        h.submit_otp(&session, &h.totp(0)).await;
-        let (status, body) = h.submit_pin(&session, &h.user().pin).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["data"]["redirect_uri"], BLOCKED_PATH);
-        assert!(h.sim.journal().codes_issued.is_empty());
-        let page = h.get(h.url(BLOCKED_PATH.trim_start_matches('/'))).await;
-        assert_eq!(page.status(), StatusCode::FORBIDDEN);
-        assert!(page.text().await.unwrap().contains("Access denied"));
     }
 
     #[tokio::test]
@@ -426,7 +421,7 @@ mod tests {
         assert_eq!((journal.pin_submissions, journal.wrong_pins), (1, 0));
         let (status, body) = h.hydrate(&session).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "a used session is gone");
-        assert_error_body(&body, "SESSION_EXPIRED", KeyCase::Snake);
+        assert_error_body(&body, "1017079", KeyCase::Snake);
     }
 
     #[tokio::test]
@@ -466,7 +461,7 @@ mod tests {
         assert_eq!(message(&body), "Mobile number is not registered with Upstox");
         let (status, body) = h.submit_mobile(&session, "12345").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_error_body(&body, "INVALID_MOBILE", KeyCase::Snake);
+        assert_error_body(&body, "1017001", KeyCase::Snake);
         assert_eq!(h.hydrate(&session).await.1["data"]["step"], "mobile");
     }
 
@@ -481,7 +476,7 @@ mod tests {
         h.submit_mobile(&session, &h.user().mobile).await;
         let (status, body) = h.submit_pin(&session, &h.user().pin).await;
         assert_eq!(status, StatusCode::CONFLICT);
-        assert_error_body(&body, "STEP_OUT_OF_ORDER", KeyCase::Snake);
+        assert_error_body(&body, "1017084", KeyCase::Snake);
         assert!(h.sim.journal().codes_issued.is_empty());
     }
 
@@ -518,10 +513,12 @@ mod tests {
         let h = Harness::start().await;
         let session = h.session_at_pin(0).await;
         let wrong = if h.user().pin == "000000" { "111111" } else { "000000" };
-        for _ in 0..5 {
+        for _ in 0..4 {
             let (status, body) = h.submit_pin(&session, wrong).await;
             assert_eq!((status, message(&body)), (StatusCode::BAD_REQUEST, "You have entered an incorrect PIN"));
         }
+        let (status, body) = h.submit_pin(&session, wrong).await;
+        assert_eq!((status, message(&body)), (StatusCode::FORBIDDEN, BLOCKED), "the fifth locks at once");
         let (status, body) = h.submit_pin(&session, &h.user().pin).await;
         assert_eq!((status, message(&body)), (StatusCode::FORBIDDEN, BLOCKED), "even the right PIN");
 
@@ -532,6 +529,10 @@ mod tests {
         let journal = h.sim.journal();
         assert_eq!((journal.pin_submissions, journal.wrong_pins), (6, 5));
         assert!(journal.codes_issued.is_empty());
+        let mobile = &h.user().mobile;
+        assert_eq!((journal.pins_for(mobile), journal.wrong_pins_for(mobile), journal.codes_for(mobile)), (6, 5, 0));
+        let ends: Vec<_> = journal.logins.iter().map(|l| l.ended.map(|(_, how)| how)).collect();
+        assert_eq!(ends, [Some(LoginEnd::Locked), Some(LoginEnd::Locked)], "the locking session and the refused one");
     }
 
     #[tokio::test]
@@ -544,7 +545,7 @@ mod tests {
 
         let session = h.session_at_pin(1).await;
         assert_eq!(h.submit_pin(&session, wrong).await.0, StatusCode::BAD_REQUEST);
-        assert_eq!(h.submit_pin(&session, wrong).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(h.submit_pin(&session, wrong).await.0, StatusCode::FORBIDDEN);
         let (status, body) = h.submit_pin(&session, &h.user().pin).await;
         assert_eq!((status, message(&body)), (StatusCode::FORBIDDEN, BLOCKED));
     }
@@ -591,6 +592,6 @@ mod tests {
         let url = h.url(&format!("login/api/session/{session}/mobile"));
         let res = h.http.post(url).body("mobile=1").send().await.unwrap();
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-        assert_error_body(&res.json().await.unwrap(), "BAD_REQUEST", KeyCase::Snake);
+        assert_error_body(&res.json().await.unwrap(), "1017000", KeyCase::Snake);
     }
 }

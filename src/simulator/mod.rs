@@ -1,19 +1,37 @@
-//! The built-in Upstox stand-in: the authorization dialog, the hosted login single-page app and its backend, and the
-//! token, profile and logout API, served by axum over real HTTP on one host.
+//! The built-in Upstox stand-in: the authorization dialog, the hosted login single-page app and its backend, the
+//! token, profile and logout API, the v3 access-token request with its webhook delivery, and the market calendar,
+//! served by axum over real HTTP on one host. Facts and sources: `/work/shared/docs/upstox.md`.
 //!
-//! This file owns the public types (`SimConfig`, `Faults`, `Journal`, `Simulator`) and the shared state behind one
-//! mutex; `api.rs` serves the OAuth and REST endpoints, `login.rs` the login pages, `config_file.rs` writes a
-//! configuration that works against the simulator. The simulator is a test and demo
-//! double: it never talks to the real Upstox, never writes to disk, and never logs a PIN, TOTP code or secret,
-//! client secret, auth code or token (request paths without query strings are fine).
+//! This file owns `Simulator` and the shared state behind one mutex. Code map: `config.rs` (clients, users, demo
+//! credentials), `faults.rs` (the switchable habits), `journal.rs` (what the server saw), `api.rs` (dialog, token,
+//! profile, logout, the error envelope), `jwt.rs` (token shape), `page.rs` + `login.html` (the login app as the
+//! browser sees it), `login.rs` (its backend), `token_request.rs` (v3), `market.rs` (holidays), `config_file.rs` (a
+//! configuration that works against the simulator, for `demo`, `simulate` and the tests). The simulator is a
+//! test and demo double: it never talks to the real Upstox, never writes to disk, and never logs a PIN, TOTP code or
+//! secret, client secret, auth code or token (request paths without query strings are fine). The only requests it
+//! makes are v3 deliveries to the notifier URLs it was given.
 
 mod api;
+mod config;
 mod config_file;
+mod faults;
+mod journal;
+mod jwt;
 mod login;
+mod market;
+mod page;
 #[cfg(test)]
 mod testing;
+mod token_request;
 
+use config::random_hex;
+pub use config::{SimClient, SimConfig, SimUser};
 pub use config_file::ConfigFile;
+pub use faults::Faults;
+pub use journal::{Delivery, Journal, LoginEnd, LoginRecord, TokenRequestSeen};
+pub use market::{HolidayType, OpenExchange, SimHoliday, default_holidays};
+pub use page::PageIds;
+pub use token_request::ApprovalError;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -29,6 +47,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 /// How long `shutdown` waits for open connections to finish before aborting the server task.
@@ -40,120 +59,6 @@ const CODE_TTL: Duration = Duration::from_secs(10 * 60);
 /// Wrong PINs before the account is blocked when `Faults::pin_lock_after` is 0 (Upstox's documented limit).
 const DEFAULT_PIN_LOCK_AFTER: u32 = 5;
 
-/// A registered Upstox app.
-#[derive(Clone, Debug)]
-pub struct SimClient {
-    pub client_id: String,
-    pub client_secret: String,
-    /// Must be matched exactly by the dialog and the token request.
-    pub redirect_uri: String,
-}
-
-/// An Upstox account that can log in.
-#[derive(Clone, Debug)]
-pub struct SimUser {
-    pub mobile: String,
-    pub pin: String,
-    /// Base32, as Upstox shows it when TOTP is enabled.
-    pub totp_secret: String,
-    pub user_id: String,
-    pub user_name: String,
-    pub email: String,
-}
-
-/// Misbehaviour to inject; changeable at runtime with `Simulator::set_faults` (which restarts every count below).
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Faults {
-    /// The first N POSTs to the token endpoint answer 503 with an `UDAPI100500` envelope (the code is still consumed).
-    pub token_5xx_first: u32,
-    /// Every backend XHR of the login SPA (hydration, mobile, otp, pin) waits this long before answering.
-    pub step_delay_ms: u64,
-    /// The PIN XHR is counted in the journal on arrival, then waits this long more before it is checked and
-    /// answered: the redirect after the PIN arrives late, or (longer than the client waits) never.
-    pub pin_delay_ms: u64,
-    /// The first otherwise-valid TOTP submission is answered "Invalid OTP".
-    pub reject_first_totp: bool,
-    /// The login page is replaced by a Cloudflare-style "Access denied | Error 1010" page (HTTP 403).
-    pub bot_block: bool,
-    /// Wrong PINs before the account is blocked; 0 means Upstox's 5.
-    pub pin_lock_after: u32,
-    /// The final redirect carries a `state` other than the one the dialog received (a CSRF stand-in); the code is
-    /// still issued.
-    pub tamper_state: bool,
-    /// After a correct PIN the app is sent to a Cloudflare "Access denied | Error 1010" page instead of the
-    /// redirect (the block reported after PIN + OTP); no code is issued.
-    pub bot_block_after_pin: bool,
-    /// Every response's `Date` header is this many seconds ahead of the real clock (negative: behind), as if the
-    /// local clock were skewed the other way.
-    pub date_skew_secs: i64,
-}
-
-impl Faults {
-    fn pin_limit(&self) -> u32 {
-        if self.pin_lock_after == 0 { DEFAULT_PIN_LOCK_AFTER } else { self.pin_lock_after }
-    }
-}
-
-/// Everything the simulator knows at start.
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    pub clients: Vec<SimClient>,
-    pub users: Vec<SimUser>,
-    /// The faults at start; `Simulator::set_faults` replaces them later without changing this copy.
-    pub faults: Faults,
-}
-
-impl SimConfig {
-    /// One client and one user with freshly generated random credentials.
-    pub fn demo() -> SimConfig {
-        let user_id = random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 6);
-        let client = SimClient {
-            client_id: format!(
-                "{}-{}-{}-{}-{}",
-                random_hex(8),
-                random_hex(4),
-                random_hex(4),
-                random_hex(4),
-                random_hex(12)
-            ),
-            client_secret: random_from(b"abcdefghijklmnopqrstuvwxyz0123456789", 10),
-            redirect_uri: "http://127.0.0.1:9/upstox/callback".to_owned(),
-        };
-        let mut secret = [0u8; 20];
-        rand::rng().fill(&mut secret);
-        let user = SimUser {
-            mobile: format!("{}{}", random_from(b"6789", 1), random_from(b"0123456789", 9)),
-            pin: random_from(b"0123456789", 6),
-            totp_secret: totp_rs::Secret::from(secret).to_base32(),
-            email: format!("demo.{}@example.com", user_id.to_ascii_lowercase()),
-            user_id,
-            user_name: "Demo Trader".to_owned(),
-        };
-        SimConfig { clients: vec![client], users: vec![user], faults: Faults::default() }
-    }
-}
-
-/// What happened so far, for tests. Values are recorded even for failed requests.
-#[derive(Clone, Debug, Default)]
-pub struct Journal {
-    /// Every `code` POSTed to the token endpoint, in order (even failed or invalid ones).
-    pub token_posts: Vec<String>,
-    /// Every auth code the login page handed out.
-    pub codes_issued: Vec<String>,
-    /// Every POST to the mobile step, counted on arrival (before `Faults::step_delay_ms`).
-    pub mobile_submissions: u32,
-    /// Every POST to the PIN step.
-    pub pin_submissions: u32,
-    /// PIN submissions that did not match the user's PIN.
-    pub wrong_pins: u32,
-    /// Every TOTP code submitted, in order.
-    pub totp_submissions: Vec<String>,
-    pub access_tokens_issued: u32,
-    /// The `state` values received at the dialog.
-    pub states_seen: Vec<String>,
-}
-
 /// Where a login session stands; the backend accepts only the matching submission. A session that produced a code is
 /// removed.
 ///
@@ -162,13 +67,23 @@ pub struct Journal {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     Mobile,
-    Otp { user: usize },
-    Pin { user: usize },
+    Otp {
+        user: usize,
+    },
+    Pin {
+        user: usize,
+    },
+    /// After a correct PIN under `Faults::interstitial_after_pin`: nothing more can be submitted.
+    Interstitial {
+        user: usize,
+    },
 }
 
 /// One pass through the dialog: what the final redirect needs.
 #[derive(Debug)]
 struct LoginSession {
+    /// This session's entry in `Journal::logins`.
+    record: usize,
     client_id: String,
     redirect_uri: String,
     state: Option<String>,
@@ -191,6 +106,8 @@ struct IssuedToken {
     user: usize,
     expires_at: DateTime<Utc>,
     revoked: bool,
+    /// Issued under `Faults::profile_rejects_new_tokens`: the profile API answers 401 `UDAPI100050`.
+    profile_rejects: bool,
 }
 
 /// Per-user state that outlives login sessions.
@@ -217,17 +134,43 @@ struct State {
     codes: HashMap<String, IssuedCode>,
     tokens: HashMap<String, IssuedToken>,
     users: Vec<UserStatus>,
+    /// What the market calendar serves now.
+    holidays: Vec<SimHoliday>,
+    /// Each client's notifier webhook URL now, by client index (starts as `SimClient::notifier_url`).
+    notifier_urls: Vec<Option<String>>,
+    /// v3 token requests awaiting approval, by client index.
+    pending: HashMap<usize, token_request::PendingRequest>,
 }
 
 impl State {
-    /// The session, unless it is unknown or past `SESSION_TTL` (then it is forgotten).
+    /// The session, unless it is unknown or past `SESSION_TTL` (then it is forgotten and its login ends `Expired`).
+    /// Every lookup counts as the session being seen.
     fn live_session(&mut self, id: &str) -> Option<&mut LoginSession> {
-        let expired = self.sessions.get(id)?.created.elapsed() > SESSION_TTL;
-        if expired {
+        let session = self.sessions.get(id)?;
+        let (record, created) = (session.record, session.created);
+        if created.elapsed() > SESSION_TTL {
             self.sessions.remove(id);
+            self.end_login(record, created + SESSION_TTL, LoginEnd::Expired);
             return None;
         }
+        if let Some(login) = self.journal.logins.get_mut(record) {
+            login.last_seen = Instant::now();
+        }
         self.sessions.get_mut(id)
+    }
+
+    /// Record how login `record` ended (the first end wins).
+    fn end_login(&mut self, record: usize, at: Instant, how: LoginEnd) {
+        if let Some(login) = self.journal.logins.get_mut(record) {
+            login.last_seen = login.last_seen.max(at);
+            login.ended.get_or_insert((at, how));
+        }
+    }
+
+    /// The journal record of a live session, to count what it submitted.
+    fn login_record(&mut self, id: &str) -> Option<&mut LoginRecord> {
+        let record = self.sessions.get(id)?.record;
+        self.journal.logins.get_mut(record)
     }
 }
 
@@ -236,6 +179,10 @@ impl State {
 struct Shared {
     config: SimConfig,
     state: Mutex<State>,
+    /// Posts v3 deliveries to notifier webhooks; redirects are not followed.
+    http: reqwest::Client,
+    /// Cancelled at shutdown: stops pending automatic approvals.
+    cancel: CancellationToken,
 }
 
 impl Shared {
@@ -248,8 +195,15 @@ impl Shared {
             codes: HashMap::new(),
             tokens: HashMap::new(),
             users: config.users.iter().map(|_| UserStatus::default()).collect(),
+            holidays: config.holidays.clone(),
+            notifier_urls: config.clients.iter().map(|c| c.notifier_url.clone()).collect(),
+            pending: HashMap::new(),
         };
-        Shared { config, state: Mutex::new(state) }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Shared { config, state: Mutex::new(state), http, cancel: CancellationToken::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -270,14 +224,19 @@ fn router(shared: SharedState) -> Router {
         .route("/v2/login/authorization/token", post(api::token))
         .route("/v2/user/profile", get(api::profile))
         .route("/v2/logout", delete(api::logout))
-        .route("/login", get(login::page))
-        .route("/login/otp", get(login::page))
-        .route("/login/pin", get(login::page))
+        .route("/v2/market/holidays", get(market::holidays))
+        .route("/v2/market/holidays/{date}", get(market::holidays_on))
+        .route("/login", get(page::login_page))
+        .route("/login/otp", get(page::login_page))
+        .route("/login/pin", get(page::login_page))
+        .route("/login/device", get(page::login_page))
         .route("/login/api/session/{id}", get(login::hydrate))
         .route("/login/api/session/{id}/mobile", post(login::mobile))
         .route("/login/api/session/{id}/otp", post(login::otp))
         .route("/login/api/session/{id}/pin", post(login::pin))
-        .route("/cdn-cgi/access-denied", get(login::blocked))
+        .route("/v3/login/auth/token/request/{client_id}", post(token_request::request))
+        .route("/sim/approve/{client_id}", post(token_request::approve_endpoint))
+        .route("/cdn-cgi/access-denied", get(page::blocked))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::map_response_with_state(shared.clone(), skew_date))
@@ -363,6 +322,35 @@ impl Simulator {
         state.progress = FaultProgress::default();
     }
 
+    /// Replace the market calendar `GET /v2/market/holidays` serves (a holiday declared at short notice).
+    pub fn set_holidays(&self, holidays: Vec<SimHoliday>) {
+        self.shared.lock().holidays = holidays;
+    }
+
+    /// The ids and classes the login page uses under the current faults.
+    pub fn page_ids(&self) -> PageIds {
+        PageIds::for_faults(&self.shared.lock().faults)
+    }
+
+    /// Set (or with `None` clear) the notifier webhook URL of the client `client_id`, as in the app's settings;
+    /// `false` when no such client is registered. `config()` keeps showing the URL at start.
+    pub fn set_notifier_url(&self, client_id: &str, url: Option<&str>) -> bool {
+        let Some(k) = self.shared.config.clients.iter().position(|c| c.client_id == client_id) else {
+            return false;
+        };
+        self.shared.lock().notifier_urls[k] = url.map(str::to_owned);
+        true
+    }
+
+    /// The user approves client `client_id`'s pending v3 token request (like `POST /sim/approve/{client_id}`): the
+    /// token is POSTed to the notifier URL; returns each POST's HTTP status (`None`: no answer).
+    pub async fn approve_token_request(&self, client_id: &str) -> Result<Vec<Option<u16>>, ApprovalError> {
+        let Some(k) = self.shared.config.clients.iter().position(|c| c.client_id == client_id) else {
+            return Err(ApprovalError::UnknownClient(client_id.to_owned()));
+        };
+        token_request::approve(&self.shared, k).await
+    }
+
     /// A copy of the journal as it stands.
     pub fn journal(&self) -> Journal {
         self.shared.lock().journal.clone()
@@ -370,6 +358,7 @@ impl Simulator {
 
     /// Stop accepting, let open requests finish (at most `SHUTDOWN_GRACE`), then stop.
     pub async fn shutdown(mut self) {
+        self.shared.cancel.cancel();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -384,20 +373,11 @@ impl Simulator {
 
 impl Drop for Simulator {
     fn drop(&mut self) {
+        self.shared.cancel.cancel();
         if let Some(task) = self.task.take() {
             task.abort();
         }
     }
-}
-
-/// `len` characters drawn uniformly from `alphabet` (ASCII).
-fn random_from(alphabet: &[u8], len: usize) -> String {
-    let mut rng = rand::rng();
-    (0..len).map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())])).collect()
-}
-
-fn random_hex(len: usize) -> String {
-    random_from(b"0123456789abcdef", len)
 }
 
 fn random_alphanumeric(len: usize) -> String {
@@ -407,22 +387,6 @@ fn random_alphanumeric(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn demo_credentials_have_upstox_shapes() {
-        let config = SimConfig::demo();
-        let client = &config.clients[0];
-        let user = &config.users[0];
-        let parts: Vec<_> = client.client_id.split('-').map(str::len).collect();
-        assert_eq!(parts, [8, 4, 4, 4, 12]);
-        assert!(!client.client_secret.is_empty());
-        assert_eq!(client.redirect_uri, "http://127.0.0.1:9/upstox/callback");
-        assert!(user.mobile.len() == 10 && user.mobile.bytes().all(|b| b.is_ascii_digit()));
-        assert!(user.pin.len() == 6 && user.pin.bytes().all(|b| b.is_ascii_digit()));
-        assert_eq!(user.totp_secret.len(), 32);
-        assert_eq!(totp_rs::Secret::try_from_base32(&user.totp_secret).unwrap().as_bytes().len(), 20);
-        assert_ne!(SimConfig::demo().users[0].totp_secret, user.totp_secret);
-    }
 
     #[tokio::test]
     async fn date_skew_shifts_the_date_header_of_every_answer() {
@@ -439,6 +403,51 @@ mod tests {
         let res = reqwest::Client::new().head(sim.base_url()).send().await.unwrap();
         assert!(offset(&res).abs() <= 2, "{:?}", res.headers()[header::DATE]);
         sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn each_account_logs_in_on_its_clients_dialog_and_the_journal_proves_the_overlap() {
+        let h = testing::Harness::start_config(SimConfig::demo_accounts(3)).await;
+        // Three logins in flight at once: all dialogs first, then each finished.
+        let sessions: Vec<String> =
+            futures_util::future::join_all((0..3).map(|k| h.open_session_of(k, Some("s")))).await;
+        for (k, session) in sessions.iter().enumerate() {
+            let code = h.finish_login_of(session, k, 0).await;
+            let c = &h.sim.config().clients[k];
+            let res = h
+                .post_token(&[
+                    ("code", code.as_str()),
+                    ("client_id", &c.client_id),
+                    ("client_secret", &c.client_secret),
+                    ("redirect_uri", &c.redirect_uri),
+                    ("grant_type", "authorization_code"),
+                ])
+                .await;
+            assert_eq!(res.status(), axum::http::StatusCode::OK);
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(body["user_id"], h.sim.config().users[k].user_id.as_str());
+        }
+        let journal = h.sim.journal();
+        assert_eq!(journal.max_concurrent_logins(), 3);
+        for (k, user) in h.sim.config().users.iter().enumerate() {
+            assert_eq!((journal.logins_for(&user.mobile), journal.pins_for(&user.mobile)), (1, 1), "user {k}");
+            assert_eq!(journal.codes_for(&user.mobile), 1);
+            assert_eq!(journal.logins[k].client_id, h.sim.config().clients[k].client_id);
+            assert_eq!(journal.logins[k].ended.map(|(_, how)| how), Some(LoginEnd::CodeIssued));
+        }
+
+        // One after the other: never more than one in flight.
+        let h = testing::Harness::start_config(SimConfig::demo_accounts(2)).await;
+        for k in 0..2 {
+            let session = h.open_session_of(k, None).await;
+            h.finish_login_of(&session, k, 0).await;
+        }
+        // A user may log in on another client's dialog too (the pairing is a convention, not a rule).
+        let session = h.open_session_of(1, None).await;
+        h.finish_login_of(&session, 0, 1).await;
+        let journal = h.sim.journal();
+        assert_eq!(journal.max_concurrent_logins(), 1);
+        assert_eq!(journal.codes_for(&h.sim.config().users[0].mobile), 2);
     }
 
     #[tokio::test]

@@ -19,7 +19,10 @@ impl Harness {
     }
 
     pub async fn start_with(faults: Faults) -> Harness {
-        let config = SimConfig { faults, ..SimConfig::demo() };
+        Harness::start_config(SimConfig { faults, ..SimConfig::demo() }).await
+    }
+
+    pub async fn start_config(config: SimConfig) -> Harness {
         let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Harness { sim, http }
@@ -45,7 +48,12 @@ impl Harness {
 
     /// The dialog URL the real client builds, with `state` when given.
     pub fn dialog_url(&self, state: Option<&str>) -> Url {
-        let c = self.client();
+        self.dialog_url_of(0, state)
+    }
+
+    /// The dialog URL of client `k`.
+    pub fn dialog_url_of(&self, k: usize, state: Option<&str>) -> Url {
+        let c = &self.sim.config().clients[k];
         let mut pairs = vec![("response_type", "code"), ("client_id", &c.client_id), ("redirect_uri", &c.redirect_uri)];
         pairs.extend(state.map(|s| ("state", s)));
         self.dialog_url_with(&pairs)
@@ -57,7 +65,12 @@ impl Harness {
 
     /// Pass the dialog and return the login session id from the `Location`.
     pub async fn open_session(&self, state: Option<&str>) -> String {
-        let res = self.get(self.dialog_url(state)).await;
+        self.open_session_of(0, state).await
+    }
+
+    /// Pass client `k`'s dialog and return the login session id.
+    pub async fn open_session_of(&self, k: usize, state: Option<&str>) -> String {
+        let res = self.get(self.dialog_url_of(k, state)).await;
         assert_eq!(res.status(), StatusCode::FOUND);
         let location = res.headers()["location"].to_str().unwrap();
         let url = self.sim.base_url().join(location).unwrap();
@@ -90,7 +103,12 @@ impl Harness {
 
     /// The user's TOTP for the time step `steps_ahead` after the current one (0 or 1 stay valid across a rollover).
     pub fn totp(&self, steps_ahead: u64) -> String {
-        let secret = totp_rs::Secret::try_from_base32(&self.user().totp_secret).unwrap();
+        self.totp_of(0, steps_ahead)
+    }
+
+    /// User `k`'s TOTP, `steps_ahead` time steps after the current one.
+    pub fn totp_of(&self, k: usize, steps_ahead: u64) -> String {
+        let secret = totp_rs::Secret::try_from_base32(&self.sim.config().users[k].totp_secret).unwrap();
         let totp = totp_rs::Builder::new().with_secret(secret).build().unwrap();
         let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
         totp.generate(now + 30 * steps_ahead).to_string()
@@ -109,6 +127,17 @@ impl Harness {
     pub async fn login(&self, totp_steps_ahead: u64) -> String {
         let session = self.session_at_pin(totp_steps_ahead).await;
         let (status, body) = self.submit_pin(&session, &self.user().pin.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"]["code"].as_str().unwrap().to_owned()
+    }
+
+    /// Drive an opened session of user `k` to its auth code.
+    pub async fn finish_login_of(&self, session: &str, k: usize, totp_steps_ahead: u64) -> String {
+        let user = &self.sim.config().users[k];
+        assert_eq!(self.submit_mobile(session, &user.mobile).await.0, StatusCode::OK);
+        let (status, body) = self.submit_otp(session, &self.totp_of(k, totp_steps_ahead)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = self.submit_pin(session, &user.pin).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["data"]["code"].as_str().unwrap().to_owned()
     }
@@ -178,4 +207,76 @@ pub(super) fn assert_error_body(body: &Value, code: &str, case: KeyCase) {
 /// The message the page would show for this error body.
 pub(super) fn message(body: &Value) -> &str {
     body["errors"][0]["message"].as_str().unwrap_or("")
+}
+
+/// An app's notifier webhook: records every JSON body POSTed to `/upstox/notify` and answers `status`.
+pub(super) struct Webhook {
+    pub url: String,
+    received: std::sync::Arc<(std::sync::Mutex<Vec<Value>>, tokio::sync::Notify)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Webhook {
+    pub async fn start(status: StatusCode) -> Webhook {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/upstox/notify", listener.local_addr().unwrap());
+        let received = std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), tokio::sync::Notify::new()));
+        let sink = received.clone();
+        let app = axum::Router::new().route(
+            "/upstox/notify",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let sink = sink.clone();
+                async move {
+                    sink.0.lock().unwrap().push(body);
+                    sink.1.notify_waiters();
+                    status
+                }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Webhook { url, received, task }
+    }
+
+    /// The bodies received so far, once there are at least `n` (at most 10 s).
+    pub async fn wait_for(&self, n: usize) -> Vec<Value> {
+        let wait = async {
+            loop {
+                let notified = self.received.1.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let bodies = self.received.0.lock().unwrap().clone();
+                if bodies.len() >= n {
+                    return bodies;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait).await.expect("webhook deliveries")
+    }
+
+    pub fn received(&self) -> Vec<Value> {
+        self.received.0.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Harness {
+    /// `POST /v3/login/auth/token/request/{client_id}` with a JSON body, as the docs ask.
+    pub async fn token_request(&self, client_id: &str, client_secret: &str) -> reqwest::Response {
+        let url = self.url(&format!("v3/login/auth/token/request/{client_id}"));
+        let body = json!({ "client_secret": client_secret });
+        self.http.post(url).header("accept", "application/json").json(&body).send().await.unwrap()
+    }
+
+    /// `POST /sim/approve/{client_id}`.
+    pub async fn approve(&self, client_id: &str) -> reqwest::Response {
+        self.http.post(self.url(&format!("sim/approve/{client_id}"))).send().await.unwrap()
+    }
 }
