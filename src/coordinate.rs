@@ -40,7 +40,8 @@ impl Coordinator {
         }
     }
 
-    /// Record how a run ended (kept whether or not a permit was held: a refused run is an attempt too).
+    /// Record how a run ended, as the last attempt and at the head of the recent ones (kept whether or not a permit
+    /// was held: a refused run is an attempt too).
     pub fn record_attempt(
         &self,
         account: &str,
@@ -50,7 +51,7 @@ impl Coordinator {
         match self {
             Coordinator::Local(store) => {
                 store.update(account, |s| {
-                    s.last_attempt = Some(attempt);
+                    s.push_attempt(attempt);
                     if success_at.is_some() {
                         s.last_success_at = success_at;
                     }

@@ -2,7 +2,8 @@
 //!
 //! Layers, from the bottom up (a module imports only from its own layer or below):
 //! 1. values: `config` (what the user asked for), `secret`, `totp`, `token`, `error`;
-//! 2. parts: `oauth` (the protocol), `state` (what survives restarts), `sink` (where tokens go), `metrics`;
+//! 2. parts: `oauth` (the protocol), `state` (what survives restarts), `sink` (where tokens go), `metrics`,
+//!    `notify` (telling people: webhook, Slack, Discord, Telegram);
 //! 3. `coordinate` (may I log this account in now, with which generation), `login` (the ways to get a token:
 //!    `login::browser` drives the hosted dialog; `login::guard` is the lockout guard);
 //! 4. `run` (one account's run, the pass over accounts, publishing);
@@ -19,6 +20,7 @@ pub mod token;
 pub mod totp;
 
 pub mod metrics;
+pub mod notify;
 pub mod oauth;
 pub mod sink;
 pub mod state;

@@ -68,7 +68,92 @@ impl std::fmt::Display for AttemptResult {
     }
 }
 
-/// The outcome of the last attempt, as `status` shows it.
+/// What kind of failure ended a run: for people (the status page, notifications' `reason`) and for alert routing.
+/// Persisted in `snake_case`; a class this version does not know reads as `other`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The page refused the PIN.
+    WrongPin,
+    /// The page refused the TOTP code (wrong secret, or a skewed clock).
+    TotpRejected,
+    /// The page refused the mobile number.
+    WrongMobile,
+    /// Upstox blocked the account (too many wrong PINs).
+    AccountBlocked,
+    /// The page refused an input with a message we do not recognise.
+    PageRejected,
+    /// A bot-block page instead of the login form.
+    BotBlocked,
+    /// An element of the login page did not appear: the page changed, or was too slow.
+    PageChanged,
+    /// No redirect after the PIN: whether it was accepted is unknown.
+    OutcomeUnknown,
+    /// The redirect did not carry our `state`, or no code.
+    Redirect,
+    /// chromedriver or Chromium failed (start, session, lost session).
+    Browser,
+    /// Upstox's token endpoint refused the code for a reason a human must fix (client id, secret, redirect URI).
+    ExchangeRefused,
+    /// The token request failed (transport, 5xx, malformed answer).
+    Exchange,
+    /// The lockout guard refused to submit a PIN.
+    Guard,
+    /// The token did not reach every sink.
+    Publish,
+    /// The run's deadline passed.
+    Deadline,
+    /// Another process was logging the account in.
+    Busy,
+    /// Local set-up: state files, the HTTP client, an unusable TOTP secret.
+    Setup,
+    /// A class written by a newer version.
+    #[serde(other)]
+    Other,
+}
+
+impl FailureClass {
+    /// The persisted spelling, also the `reason` of a notification.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::WrongPin => "wrong_pin",
+            FailureClass::TotpRejected => "totp_rejected",
+            FailureClass::WrongMobile => "wrong_mobile",
+            FailureClass::AccountBlocked => "account_blocked",
+            FailureClass::PageRejected => "page_rejected",
+            FailureClass::BotBlocked => "bot_blocked",
+            FailureClass::PageChanged => "page_changed",
+            FailureClass::OutcomeUnknown => "outcome_unknown",
+            FailureClass::Redirect => "redirect",
+            FailureClass::Browser => "browser",
+            FailureClass::ExchangeRefused => "exchange_refused",
+            FailureClass::Exchange => "exchange",
+            FailureClass::Guard => "guard",
+            FailureClass::Publish => "publish",
+            FailureClass::Deadline => "deadline",
+            FailureClass::Busy => "busy",
+            FailureClass::Setup => "setup",
+            FailureClass::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long one step of a run took (`step` is `login::Step::as_str`: `browser`, `dialog`, `mobile`, `otp`, `pin`,
+/// `exchange`, `publish`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepTime {
+    pub step: String,
+    /// Milliseconds.
+    pub ms: u64,
+}
+
+/// How a run ended, as `status` and the status page show it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Attempt {
     pub at: DateTime<FixedOffset>,
@@ -76,7 +161,26 @@ pub struct Attempt {
     /// The error for a failed attempt (never contains a secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The class of a failed attempt's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<FailureClass>,
+    /// The whole run, in milliseconds (absent in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The steps of the run's last login (empty when no login was needed, or none started), then `publish`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepTime>,
 }
+
+impl Attempt {
+    /// An attempt with no class, duration or steps (they are added by the fields' owners).
+    pub fn new(at: DateTime<FixedOffset>, result: AttemptResult, error: Option<String>) -> Self {
+        Attempt { at, result, error, class: None, duration_ms: None, steps: Vec::new() }
+    }
+}
+
+/// How many attempts `AccountState::recent_attempts` keeps.
+pub const RECENT_ATTEMPTS: usize = 5;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -90,6 +194,17 @@ pub struct AccountState {
     pub guard: GuardFacts,
     /// The last TOTP time step typed into the page: never typed again.
     pub last_totp_step: Option<u64>,
+    /// The last `RECENT_ATTEMPTS` attempts, newest first (`last_attempt` is the first of them).
+    pub recent_attempts: Vec<Attempt>,
+}
+
+impl AccountState {
+    /// Record `attempt` as the last one and at the head of `recent_attempts` (keeping `RECENT_ATTEMPTS`).
+    pub fn push_attempt(&mut self, attempt: Attempt) {
+        self.recent_attempts.insert(0, attempt.clone());
+        self.recent_attempts.truncate(RECENT_ATTEMPTS);
+        self.last_attempt = Some(attempt);
+    }
 }
 
 /// The facts the lockout guard (`login::guard`) reads, counted before each PIN click.
@@ -184,6 +299,25 @@ mod tests {
         let saved = store.update("a", |s| s.generation = 7).unwrap();
         assert_eq!(store.load("a").unwrap(), saved);
         assert_eq!(store.load("a").unwrap().generation, 7);
+    }
+
+    #[test]
+    fn recent_attempts_keep_the_newest_five_and_read_old_files() {
+        let at = |m: u32| chrono::DateTime::parse_from_rfc3339(&format!("2026-11-28T08:{m:02}:00+05:30")).unwrap();
+        let mut state = AccountState::default();
+        for m in 0..7 {
+            state.push_attempt(Attempt::new(at(m), AttemptResult::Failed, None));
+        }
+        let minutes: Vec<u32> = state.recent_attempts.iter().map(|a| chrono::Timelike::minute(&a.at)).collect();
+        assert_eq!(minutes, [6, 5, 4, 3, 2]);
+        assert_eq!(state.last_attempt.as_ref().map(|a| a.at), Some(at(6)));
+        // A file written before classes, steps and the history were kept still loads.
+        let old = r#"{"generation":3,"last_attempt":{"at":"2026-11-28T08:30:00+05:30","result":"failed","error":"x"}}"#;
+        let state: AccountState = serde_json::from_str(old).unwrap();
+        assert!(state.recent_attempts.is_empty() && state.last_attempt.unwrap().class.is_none());
+        // A class from a newer version reads as `other` rather than making the file corrupt.
+        let newer = r#"{"at":"2026-11-28T08:30:00+05:30","result":"failed","class":"solar_flare"}"#;
+        assert_eq!(serde_json::from_str::<Attempt>(newer).unwrap().class, Some(FailureClass::Other));
     }
 
     #[test]

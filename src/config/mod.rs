@@ -5,9 +5,11 @@
 //! a browser or Redis. Every problem names its key (`schedule.cron`, `accounts[0].pin`), and all problems are
 //! reported at once so a user fixes the file in one pass.
 
+mod ops;
 pub mod raw;
 mod validate;
 
+pub use ops::{LogFormat, MIN_AUTH_TOKEN_LEN, NotifierConfig, NotifyPolicy};
 pub use raw::RawConfig;
 
 use std::net::SocketAddr;
@@ -37,11 +39,26 @@ pub struct Config {
     pub login: LoginPolicy,
     pub accounts: Vec<Account>,
     pub sinks: Vec<SinkConfig>,
+    pub log_format: LogFormat,
+    /// How notifications are sent (`[notify]`).
+    pub notify: NotifyPolicy,
+    /// Where they go (`[[notifiers]]`, possibly none).
+    pub notifiers: Vec<NotifierConfig>,
+}
+
+impl Config {
+    /// `{state_dir}/failures/`: the failure artifacts (screenshot + scrubbed HTML), served by the status page.
+    pub fn failures_dir(&self) -> PathBuf {
+        self.state_dir.join("failures")
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// When set, every endpoint but `/healthz` requires `Authorization: Bearer <token>` (or Basic, the token as
+    /// the password, so a browser can ask for it).
+    pub auth_token: Option<crate::secret::BearerToken>,
 }
 
 /// What the daemon does at start (`schedule.on_start`), spelled in the file as `"if-stale"`, `"always"`, `"never"`.

@@ -17,6 +17,12 @@ pub struct RawConfig {
     pub login: RawLogin,
     pub accounts: Vec<RawAccount>,
     pub sinks: Vec<RawSink>,
+    /// Log lines as "text" (for people) or "json" (one object per line, for log shippers); `--log-format` wins.
+    pub log_format: String,
+    /// How notifications are sent: rate limit, retries.
+    pub notify: RawNotify,
+    /// Where notifications go (`[[notifiers]]`, none by default).
+    pub notifiers: Vec<RawNotifier>,
 }
 
 impl Default for RawConfig {
@@ -30,6 +36,9 @@ impl Default for RawConfig {
             login: RawLogin::default(),
             accounts: Vec::new(),
             sinks: Vec::new(),
+            log_format: "text".into(),
+            notify: RawNotify::default(),
+            notifiers: Vec::new(),
         }
     }
 }
@@ -39,11 +48,15 @@ impl Default for RawConfig {
 pub struct RawServer {
     /// Address of the health/metrics/status HTTP server started by `run`.
     pub listen: String,
+    /// A file holding a bearer token (at least 16 characters) that every endpoint but `/healthz` then requires.
+    pub auth_token_file: Option<PathBuf>,
+    /// The same, from an environment variable.
+    pub auth_token_env: Option<String>,
 }
 
 impl Default for RawServer {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8787".into() }
+        Self { listen: "127.0.0.1:8787".into(), auth_token_file: None, auth_token_env: None }
     }
 }
 
@@ -251,5 +264,91 @@ impl std::fmt::Debug for RawAccount {
             .field("totp_secret_env", &self.totp_secret_env)
             .field("totp_secret_file", &self.totp_secret_file)
             .finish_non_exhaustive()
+    }
+}
+
+/// `[notify]`: how notifications are sent, whatever the notifier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawNotify {
+    /// At most one notification per account and event within this many seconds (0: no limit).
+    pub rate_limit_secs: u64,
+    /// Retries of a failed delivery (a 5xx, a 429, no answer), with exponential backoff.
+    pub max_retries: usize,
+    /// The first pause between retries; doubles each time.
+    pub retry_min_backoff_ms: u64,
+    /// Timeout of one delivery request.
+    pub timeout_secs: u64,
+}
+
+impl Default for RawNotify {
+    fn default() -> Self {
+        Self { rate_limit_secs: 1800, max_retries: 5, retry_min_backoff_ms: 1000, timeout_secs: 10 }
+    }
+}
+
+/// One `[[notifiers]]` entry. Each credential (a webhook URL, which for Slack and Discord carries a key; a bot
+/// token) is given exactly one way: inline, `_env` or `_file`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RawNotifier {
+    /// POST of a JSON object `{"event","account","message","at","reason","fix"}`.
+    Webhook {
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        url_env: Option<String>,
+        #[serde(default)]
+        url_file: Option<PathBuf>,
+    },
+    /// A Slack incoming webhook (`{"text": …}`).
+    Slack {
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        url_env: Option<String>,
+        #[serde(default)]
+        url_file: Option<PathBuf>,
+    },
+    /// A Discord webhook (`{"content": …}`).
+    Discord {
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        url_env: Option<String>,
+        #[serde(default)]
+        url_file: Option<PathBuf>,
+    },
+    /// A Telegram bot's `sendMessage` to `chat_id`.
+    Telegram {
+        #[serde(default)]
+        bot_token: Option<String>,
+        #[serde(default)]
+        bot_token_env: Option<String>,
+        #[serde(default)]
+        bot_token_file: Option<PathBuf>,
+        /// A chat id (`"-1001234567890"`, quoted) or a channel's `"@name"`.
+        #[serde(default)]
+        chat_id: String,
+        /// The Bot API's base URL (a self-hosted Bot API server, a test receiver).
+        #[serde(default = "default_telegram_api")]
+        api_base_url: String,
+    },
+}
+
+fn default_telegram_api() -> String {
+    "https://api.telegram.org".into()
+}
+
+impl std::fmt::Debug for RawNotifier {
+    // Hand-written: an inline bot token or webhook URL (Slack and Discord URLs carry a key) must never be logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, inline) = match self {
+            RawNotifier::Webhook { url, .. } => ("webhook", url.is_some()),
+            RawNotifier::Slack { url, .. } => ("slack", url.is_some()),
+            RawNotifier::Discord { url, .. } => ("discord", url.is_some()),
+            RawNotifier::Telegram { bot_token, .. } => ("telegram", bot_token.is_some()),
+        };
+        f.debug_struct("RawNotifier").field("type", &kind).field("inline_secret", &inline).finish_non_exhaustive()
     }
 }

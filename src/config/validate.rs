@@ -14,10 +14,10 @@ use super::raw::{RawAccount, RawSink};
 use super::*;
 use crate::secret::{ClientSecret, Pin, TotpSecret};
 
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem { key: key.into(), message: message.into() });
     }
 }
@@ -65,6 +65,10 @@ impl RawConfig {
         let login = self.validate_login(&mut p);
         let accounts = validate_accounts(&mut p, &self.accounts);
         let sinks = validate_sinks(&mut p, &self.sinks, accounts.len());
+        let auth_token = ops::validate_auth_token(&mut p, &self.server);
+        let log_format = ops::validate_log_format(&mut p, &self.log_format);
+        let notify = ops::validate_notify(&mut p, &self.notify);
+        let notifiers = ops::validate_notifiers(&mut p, &self.notifiers);
 
         if !p.0.is_empty() {
             return Err(ConfigError::Invalid(p.0));
@@ -72,7 +76,7 @@ impl RawConfig {
         // invariant: every `None` above pushed a problem, and we returned when there was any
         Ok(Config {
             state_dir: self.state_dir,
-            server: ServerConfig { listen },
+            server: ServerConfig { listen, auth_token },
             schedule: ScheduleConfig {
                 cron: self.schedule.cron.clone(),
                 parsed: cron.expect("validated"),
@@ -88,6 +92,9 @@ impl RawConfig {
             login,
             accounts,
             sinks,
+            log_format,
+            notify,
+            notifiers,
         })
     }
 
@@ -193,7 +200,7 @@ fn validate_cron(expr: &str) -> Result<croner::Cron, String> {
 }
 
 /// Upstox URLs must be https, except on loopback (the simulator, a local proxy).
-fn api_url(p: &mut Problems, key: &str, value: &str) -> Option<Url> {
+pub(super) fn api_url(p: &mut Problems, key: &str, value: &str) -> Option<Url> {
     match Url::parse(value) {
         Ok(url) if url.scheme() == "https" => Some(url),
         Ok(url) if url.scheme() == "http" && is_loopback(&url) => Some(url),
@@ -208,7 +215,7 @@ fn api_url(p: &mut Problems, key: &str, value: &str) -> Option<Url> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+pub(super) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -294,7 +301,7 @@ fn validate_accounts(p: &mut Problems, raw: &[RawAccount]) -> Vec<Account> {
 }
 
 /// Exactly one of `x`, `x_env`, `x_file`. A file's trailing newline is trimmed.
-fn resolve_secret(
+pub(super) fn resolve_secret(
     p: &mut Problems,
     key: &str,
     inline: &Option<String>,

@@ -91,6 +91,7 @@ impl Runner {
         for t in timings {
             self.metrics.step_duration(t.step.as_str(), t.elapsed.as_secs_f64());
         }
+        self.step_log.login(&account.name, timings);
         let failure = match result {
             Ok(issued) => return Ok(issued),
             Err(failure) => failure,

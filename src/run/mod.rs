@@ -10,6 +10,7 @@ mod attempts;
 mod outcome;
 pub mod pool;
 pub mod publish;
+mod record;
 
 pub use outcome::{Outcome, RunError, Trigger, WhenValid};
 
@@ -22,15 +23,18 @@ use tracing::{info, warn};
 use crate::config::{Account, Config};
 use crate::coordinate::{Coordinator, Permit};
 use crate::error::error_chain;
+use crate::login::StepTiming;
 use crate::login::browser::ArtifactStore;
 use crate::login::{BrowserLogin, LoginMethod, Step};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::oauth::{TokenCheck, UpstoxApi};
 use crate::secret::AccessToken;
 use crate::sink::Sink;
-use crate::state::{Attempt, AttemptResult, StateStore};
+use crate::state::StateStore;
 use crate::token::{self, TokenDocument};
 use publish::{Publisher, freshest};
+use record::StepLog;
 
 /// Everything a run needs, built once per process.
 pub struct Runner {
@@ -41,6 +45,9 @@ pub struct Runner {
     /// Built on first use: `status`, `/status` and an idle daemon never pay for the TLS set-up.
     api: OnceLock<UpstoxApi>,
     metrics: Arc<Metrics>,
+    /// Where run outcomes (and the daemon's deadlines) are told; a no-op without `[[notifiers]]`.
+    notifier: Notifier,
+    step_log: StepLog,
 }
 
 impl Runner {
@@ -50,9 +57,19 @@ impl Runner {
         let method = LoginMethod::Browser(BrowserLogin {
             browser: config.browser.clone(),
             totp_min_remaining: config.login.totp_min_remaining,
-            artifacts: ArtifactStore::new(config.state_dir.join("failures"), config.login.failure_artifacts_keep),
+            artifacts: ArtifactStore::new(config.failures_dir(), config.login.failure_artifacts_keep),
         });
-        Ok(Self { config, publisher, coordinator, method, api: OnceLock::new(), metrics })
+        let notifier = Notifier::new(&config.notifiers, &config.notify, record::secrets(&config));
+        Ok(Self {
+            config,
+            publisher,
+            coordinator,
+            method,
+            api: OnceLock::new(),
+            metrics,
+            notifier,
+            step_log: StepLog::default(),
+        })
     }
 
     fn api(&self) -> Result<&UpstoxApi, RunError> {
@@ -79,6 +96,11 @@ impl Runner {
         &self.metrics
     }
 
+    /// Where to tell people: `runner.notifier().notify(Event::…)` (never blocks; see `notify`).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
     /// One run for `account`, bounded by `login.run_deadline_secs`, recorded in state and metrics.
     #[tracing::instrument(skip_all, fields(account = %account.name))]
     pub async fn run(&self, account: &Account, when_valid: WhenValid) -> Result<Outcome, RunError> {
@@ -92,18 +114,7 @@ impl Runner {
             Err(_) => Err(RunError::Deadline(deadline)),
         };
         self.metrics.step_duration(Step::Total.as_str(), started.elapsed().as_secs_f64());
-        let (label, error) = match &result {
-            Ok(Outcome::LoggedIn { .. }) => (AttemptResult::Success, None),
-            Ok(_) => (AttemptResult::Skipped, None),
-            Err(e) => (AttemptResult::Failed, Some(error_chain(e))),
-        };
-        self.metrics.attempt(&account.name, label.as_str());
-        let now = token::ist(Utc::now());
-        let success_at = (label == AttemptResult::Success).then_some(now);
-        let attempt = Attempt { at: now, result: label, error };
-        if let Err(e) = self.coordinator.record_attempt(&account.name, attempt, success_at) {
-            warn!(error = %error_chain(&e), "could not record the attempt");
-        }
+        self.record(account, &result, started.elapsed());
         result
     }
 
@@ -146,6 +157,7 @@ impl Runner {
         };
         self.publish(&doc, self.publisher.sinks().iter().collect()).await?;
         self.metrics.step_duration(Step::Publish.as_str(), publish_started.elapsed().as_secs_f64());
+        self.step_log.push(&account.name, StepTiming { step: Step::Publish, elapsed: publish_started.elapsed() });
         self.metrics.success(&account.name, issued.timestamp() as f64, doc.expires_at_unix() as f64);
         info!(generation = doc.generation, expires_at = %doc.expires_at, "token published");
         Ok(Outcome::LoggedIn {

@@ -7,9 +7,12 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::coordinate::CoordinationError;
 use crate::error::error_chain;
+use crate::login::browser::{BrowserError, PageRejection};
 use crate::login::guard::Refusal;
 use crate::login::{LoginError, StepTiming};
+use crate::oauth::ExchangeError;
 use crate::sink::SinkError;
+use crate::state::FailureClass;
 
 /// What to do when the published token is still valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +123,69 @@ fn guard_hint(refusal: &Refusal, location: &str) -> String {
 }
 
 impl RunError {
+    /// The class of this failure, for the status page, notifications and the attempt history.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            RunError::Busy(_) => FailureClass::Busy,
+            RunError::Guard { .. } => FailureClass::Guard,
+            RunError::Login(LoginError::Browser { error }) => match error.as_ref() {
+                BrowserError::Rejected { rejection, .. } => match rejection {
+                    PageRejection::WrongPin(_) => FailureClass::WrongPin,
+                    PageRejection::TotpRejected(_) => FailureClass::TotpRejected,
+                    PageRejection::WrongMobile(_) => FailureClass::WrongMobile,
+                    PageRejection::AccountBlocked(_) => FailureClass::AccountBlocked,
+                    PageRejection::Other(_) => FailureClass::PageRejected,
+                },
+                BrowserError::BotBlocked { .. } => FailureClass::BotBlocked,
+                BrowserError::ElementTimeout { .. } => FailureClass::PageChanged,
+                BrowserError::RedirectTimeout { .. } => FailureClass::OutcomeUnknown,
+                BrowserError::Redirect(_) => FailureClass::Redirect,
+                BrowserError::Vetoed { .. } => FailureClass::Guard,
+                _ => FailureClass::Browser,
+            },
+            RunError::Login(LoginError::Exchange { error }) => match error {
+                ExchangeError::Refused(u) if u.is_permanent() => FailureClass::ExchangeRefused,
+                _ => FailureClass::Exchange,
+            },
+            RunError::Login(LoginError::TotpSecret(_)) => FailureClass::Setup,
+            RunError::Publish { .. } => FailureClass::Publish,
+            RunError::Deadline(_) => FailureClass::Deadline,
+            RunError::SinkSetup(_) | RunError::Coordination(_) | RunError::Http(_) => FailureClass::Setup,
+        }
+    }
+
+    /// What a human should do about it, when we know.
+    pub fn fix(&self) -> Option<String> {
+        match self {
+            RunError::Guard { refusal: Refusal::PinRejectedToday { .. }, location, .. } => {
+                Some(format!("fix the PIN, then delete `pin_rejected_day` from `{location}` or wait for tomorrow"))
+            }
+            RunError::Guard { refusal: Refusal::CapReached { .. }, .. } => {
+                Some("wait for tomorrow (IST), after checking the PIN and TOTP secret".into())
+            }
+            RunError::Login(LoginError::Browser { error }) => match error.as_ref() {
+                BrowserError::ElementTimeout { step, .. } => Some(format!(
+                    "look at the newest failure screenshot; if the page changed, update `browser.selectors.{step}_*`"
+                )),
+                BrowserError::Vetoed { .. } => Some("see the lockout guard's reason above".into()),
+                other => other.advice().map(str::to_owned),
+            },
+            RunError::Login(LoginError::Exchange { error: ExchangeError::Refused(u) }) => u.advice().map(str::to_owned),
+            RunError::Login(LoginError::TotpSecret(_)) => {
+                Some("check `totp_secret` (the base32 key shown when enabling TOTP)".into())
+            }
+            RunError::Publish { .. } => Some("check the sinks named above (disk, permissions, Redis)".into()),
+            RunError::Deadline(_) => {
+                Some("look at the step timings (`status`); raise `login.run_deadline_secs`".into())
+            }
+            RunError::Busy(_)
+            | RunError::Login(LoginError::Exchange { .. })
+            | RunError::SinkSetup(_)
+            | RunError::Coordination(_)
+            | RunError::Http(_) => None,
+        }
+    }
+
     /// Retrying within this run cannot help.
     pub fn is_permanent(&self) -> bool {
         match self {

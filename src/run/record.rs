@@ -1,0 +1,99 @@
+//! What a run leaves behind for people: the attempt record (result, class, duration, the last login's step
+//! timings) in state and metrics, and the notification its outcome is worth: `login_failed` (with the class and
+//! the fix), `guard_refused`, or `login_recovered` for the first good run after a failed one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::Utc;
+use tracing::warn;
+
+use super::{Outcome, RunError, Runner};
+use crate::config::{Account, Config, SinkConfig};
+use crate::error::error_chain;
+use crate::login::StepTiming;
+use crate::notify::Event;
+use crate::state::{Attempt, AttemptResult, FailureClass, StepTime};
+use crate::token;
+
+/// The step timings of each account's run in progress: the last login's steps, then `publish`. One run per account
+/// at a time (the coordinator's permit), so the account's name is the key.
+#[derive(Default)]
+pub(super) struct StepLog(Mutex<HashMap<String, Vec<StepTiming>>>);
+
+impl StepLog {
+    /// The steps of a login that just ended replace those of an earlier login in the same run.
+    pub(super) fn login(&self, account: &str, timings: &[StepTiming]) {
+        self.lock().insert(account.to_owned(), timings.to_vec());
+    }
+
+    /// One more step after the login (publishing).
+    pub(super) fn push(&self, account: &str, timing: StepTiming) {
+        self.lock().entry(account.to_owned()).or_default().push(timing);
+    }
+
+    fn take(&self, account: &str) -> Vec<StepTiming> {
+        self.lock().remove(account).unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<StepTiming>>> {
+        // A poisoned map only holds timings: keep using it.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What notifications must never carry, besides tokens (which no message is built from): every account's mobile
+/// number, PIN, client secret and TOTP secret, and the sinks' passwords.
+pub(super) fn secrets(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in &config.accounts {
+        out.push(a.credentials.mobile.clone());
+        out.push(a.credentials.pin.expose().to_owned());
+        out.push(a.credentials.totp_secret.expose().to_owned());
+        out.push(a.app.client_secret.expose().to_owned());
+    }
+    for s in &config.sinks {
+        if let SinkConfig::Redis { password: Some(p), .. } = s {
+            out.push(p.expose().to_owned());
+        }
+    }
+    out
+}
+
+impl Runner {
+    /// Record how `account`'s run ended (state, metrics) and notify when it is worth it.
+    pub(super) fn record(&self, account: &Account, result: &Result<Outcome, RunError>, took: Duration) {
+        let (label, error, class) = match result {
+            Ok(Outcome::LoggedIn { .. }) => (AttemptResult::Success, None, None),
+            Ok(_) => (AttemptResult::Skipped, None, None),
+            Err(e) => (AttemptResult::Failed, Some(error_chain(e)), Some(e.class())),
+        };
+        self.metrics.attempt(&account.name, label.as_str());
+        let previous = self.coordinator.facts(&account.name).ok().and_then(|s| s.last_attempt);
+        let now = token::ist(Utc::now());
+        let success_at = (label == AttemptResult::Success).then_some(now);
+        let steps = self.step_log.take(&account.name);
+        let attempt = Attempt {
+            class,
+            duration_ms: Some(took.as_millis() as u64),
+            steps: steps
+                .iter()
+                .map(|t| StepTime { step: t.step.to_string(), ms: t.elapsed.as_millis() as u64 })
+                .collect(),
+            ..Attempt::new(now, label, error)
+        };
+        if let Err(e) = self.coordinator.record_attempt(&account.name, attempt, success_at) {
+            warn!(error = %error_chain(&e), "could not record the attempt");
+        }
+        let event = match result {
+            Ok(outcome) if previous.is_some_and(|p| p.result == AttemptResult::Failed) => {
+                Event::login_recovered(&account.name, outcome.to_string())
+            }
+            Ok(_) | Err(RunError::Busy(_)) => return,
+            Err(e) if e.class() == FailureClass::Guard => Event::guard_refused(&account.name, error_chain(e), e.fix()),
+            Err(e) => Event::login_failed(&account.name, e.class(), error_chain(e), e.fix()),
+        };
+        self.notifier.notify(event);
+    }
+}
