@@ -24,6 +24,8 @@ use crate::shutdown::{self, Signal};
 
 /// How long a stop waits for the in-flight run to unwind (browser teardown included).
 const STOP_GRACE: Duration = Duration::from_secs(8);
+/// Then how long it waits for notifications still being delivered.
+const NOTIFY_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -137,6 +139,7 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
     if tokio::time::timeout(STOP_GRACE, tracker.wait()).await.is_err() {
         warn!("in-flight work did not stop within {STOP_GRACE:?}");
     }
+    runner.notifier().close(NOTIFY_GRACE).await;
     info!("stopped");
     Ok(signal)
 }

@@ -11,6 +11,7 @@ mod print;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,9 @@ use crate::metrics::Metrics;
 use crate::run::pool::run_accounts;
 use crate::run::{Runner, WhenValid};
 use crate::shutdown;
+
+/// How long a command waits at exit for notifications still being delivered (retries included).
+const NOTIFY_GRACE: Duration = Duration::from_secs(10);
 
 /// The contract's exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +164,7 @@ async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid) 
         Ok(outcome) => eprintln!("{}: {outcome}", done.account.name),
         Err(e) => eprintln!("{}: FAILED: {}", done.account.name, error_chain(e)),
     });
-    tokio::select! {
+    let status = tokio::select! {
         results = work => {
             if results.iter().all(|r| r.result.is_ok()) { ExitStatus::Success } else { ExitStatus::Failure }
         }
@@ -168,7 +172,10 @@ async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid) 
             eprintln!("interrupted by {signal}; browser closed, published tokens untouched");
             ExitStatus::Failure
         }
-    }
+    };
+    // A failed login's notification is still being delivered: let it go out before the process ends.
+    runner.notifier().close(NOTIFY_GRACE).await;
+    status
 }
 
 async fn run(config: Arc<Config>) -> ExitStatus {

@@ -384,3 +384,50 @@ pub async fn http_get(url: &str) -> Option<(u16, String)> {
     let status = resp.status().as_u16();
     Some((status, resp.text().await.ok()?))
 }
+
+/// A real HTTP receiver for notifications (axum on 127.0.0.1:0): records every POST (path and JSON body) and
+/// answers each path with its scripted statuses in order, then 200.
+pub struct HookReceiver {
+    pub addr: SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<HookLog>>,
+}
+
+#[derive(Default)]
+struct HookLog {
+    requests: Vec<(String, serde_json::Value)>,
+    script: Vec<(String, u16)>,
+}
+
+impl HookReceiver {
+    /// `script`: (path, status) answers, each used once, in order, for requests to that path.
+    pub async fn start(script: &[(&str, u16)]) -> HookReceiver {
+        use axum::extract::State;
+        use axum::http::{StatusCode, Uri};
+        type Shared = std::sync::Arc<std::sync::Mutex<HookLog>>;
+        async fn receive(State(seen): State<Shared>, uri: Uri, body: axum::Json<serde_json::Value>) -> StatusCode {
+            let mut seen = seen.lock().unwrap();
+            seen.requests.push((uri.path().to_owned(), body.0));
+            let scripted = seen.script.iter().position(|(path, _)| path == uri.path());
+            let status = scripted.map_or(200, |i| seen.script.remove(i).1);
+            StatusCode::from_u16(status).unwrap()
+        }
+        let seen: Shared = std::sync::Arc::new(std::sync::Mutex::new(HookLog {
+            requests: Vec::new(),
+            script: script.iter().map(|(p, s)| ((*p).to_owned(), *s)).collect(),
+        }));
+        let app = axum::Router::new().route("/{*path}", axum::routing::post(receive)).with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        HookReceiver { addr, seen }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Every request so far: (path, JSON body).
+    pub fn requests(&self) -> Vec<(String, serde_json::Value)> {
+        self.seen.lock().unwrap().requests.clone()
+    }
+}
