@@ -6,16 +6,17 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use upstox_relogin::cli::{self, ExitStatus};
+use upstox_relogin::config::LogFormat;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,reqwest=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match cli::log_format(&cli) {
+        // One object per line: the event's fields at the top level, the enclosing span's (e.g. `account`) under "span".
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     // One thread: a login is a sequence of awaits on chromedriver and the daemon idles between them; every extra
     // worker thread costs resident memory (stack, malloc arena) for nothing.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

@@ -8,6 +8,7 @@
 
 mod demo;
 mod print;
+mod token;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, LogFormat};
 use crate::daemon::{self, DaemonError};
 use crate::error::error_chain;
 use crate::metrics::Metrics;
@@ -53,13 +54,16 @@ pub struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "UPSTOX_RELOGIN_CONFIG", default_value = "./config.toml")]
     pub config: PathBuf,
+    /// Log lines as `text` or `json` (one object per line); default: the config's `log_format`, else text.
+    #[arg(long, global = true, value_enum, env = "UPSTOX_RELOGIN_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Daemon: log in on schedule, serve /healthz /readyz /metrics /status; stops on SIGINT/SIGTERM.
+    /// Daemon: log in on schedule, serve / (status page) /healthz /readyz /metrics /status; stops on SIGINT/SIGTERM/SIGHUP.
     Run,
     /// Log in now for all (or the named) accounts; a still-valid published token is kept unless --force.
     Login {
@@ -80,6 +84,12 @@ pub enum Command {
     CheckConfig,
     /// Serve the built-in Upstox simulator and print a config that works against it.
     Simulate(demo::SimulateArgs),
+    /// Print the account's current valid access token on stdout (for scripts); exit 1 when none is valid.
+    Token {
+        /// The account (may be left out when only one is configured).
+        #[arg(long = "account", value_name = "NAME")]
+        account: Option<String>,
+    },
     /// Start the simulator in-process and log in once through a real headless browser.
     Demo {
         /// Where to write the demo token document.
@@ -104,9 +114,19 @@ pub async fn execute(cli: Cli) -> ExitStatus {
             Ok(config) => run(config).await,
             Err(status) => status,
         },
+        Command::Token { account } => match load(&cli.config) {
+            Ok(config) => token::token(&config, account.as_deref()).await,
+            Err(status) => status,
+        },
         Command::Simulate(args) => demo::simulate(args).await,
         Command::Demo { output } => demo::run(&output).await,
     }
+}
+
+/// The log format to set up before anything runs: `--log-format` (or its variable), else the config file's
+/// `log_format`, else text. A config that cannot be read yet is reported later, by the command.
+pub fn log_format(cli: &Cli) -> LogFormat {
+    cli.log_format.or_else(|| config::peek_log_format(&cli.config)).unwrap_or_default()
 }
 
 fn load(path: &Path) -> Result<Arc<Config>, ExitStatus> {

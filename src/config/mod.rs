@@ -9,7 +9,7 @@ mod ops;
 pub mod raw;
 mod validate;
 
-pub use ops::{LogFormat, MIN_AUTH_TOKEN_LEN, NotifierConfig, NotifyPolicy};
+pub use ops::{LogFormat, MIN_AUTH_TOKEN_LEN, NotifierConfig, NotifyPolicy, peek_log_format};
 pub use raw::RawConfig;
 
 use std::net::SocketAddr;

@@ -26,7 +26,7 @@ pub enum LogFormat {
     /// One human-readable line per event.
     #[default]
     Text,
-    /// One JSON object per line (`timestamp`, `level`, `fields`…, the span's fields).
+    /// One JSON object per line: `timestamp`, `level`, `message`, the event's fields, `span` (e.g. the run's `account`).
     Json,
 }
 
@@ -83,6 +83,14 @@ impl NotifierConfig {
             NotifierConfig::Telegram { chat_id, .. } => format!("telegram:{chat_id}"),
         }
     }
+}
+
+/// The `log_format` that `path` (and the environment) set, read before logging starts; `None` when the file
+/// cannot be read or says something else than "text" or "json" (validation reports that later).
+pub fn peek_log_format(path: &std::path::Path) -> Option<LogFormat> {
+    let value: String = super::figment(path).ok()?.extract_inner("log_format").ok()?;
+    let parsed: Result<LogFormat, serde::de::value::Error> = LogFormat::deserialize(value.as_str().into_deserializer());
+    parsed.ok()
 }
 
 pub(super) fn validate_log_format(p: &mut Problems, raw: &str) -> LogFormat {

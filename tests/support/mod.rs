@@ -3,6 +3,8 @@
 //! a free port. Everything started here is torn down by `Drop`. Nothing here sleeps to wait: it polls conditions.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod daemon;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
