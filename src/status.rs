@@ -8,6 +8,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::error::error_chain;
+use crate::login::browser::newest_screenshot;
 use crate::run::Runner;
 use crate::run::publish::freshest;
 use crate::state::Attempt;
@@ -35,6 +36,10 @@ pub struct AccountStatus {
     pub last_attempt: Option<Attempt>,
     pub last_success_at: Option<String>,
     pub pin_submissions_today: u32,
+    /// The last few attempts, newest first, with their class and step timings.
+    pub recent_attempts: Vec<Attempt>,
+    /// The file name of the newest failure screenshot under `{state_dir}/failures/` (served at `/failures/NAME`).
+    pub failure_screenshot: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -80,6 +85,8 @@ pub async fn report(runner: &Runner) -> StatusReport {
             last_attempt: facts.last_attempt.clone(),
             last_success_at: facts.last_success_at.map(|t| t.to_rfc3339()),
             pin_submissions_today: facts.guard.pin_submissions_on(day),
+            recent_attempts: facts.recent_attempts.clone(),
+            failure_screenshot: newest_screenshot(&config.failures_dir(), &account.name),
         });
     }
     StatusReport {

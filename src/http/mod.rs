@@ -1,14 +1,21 @@
-//! The daemon's HTTP server: the router and its shared state. `/healthz` (the process is up), `/readyz` (every
-//! account holds a valid token in every sink), `/metrics` (Prometheus text), `/status` (the status report as JSON).
+//! The daemon's HTTP server: the router and its shared state. `/` (the status page, `page.rs`), `/healthz` (the
+//! process is up), `/readyz` (every account holds a valid token in every sink), `/metrics` (Prometheus text),
+//! `/status` (the status report as JSON), `/failures/{name}` (a failure screenshot, `failures.rs`).
 //!
 //! Handlers only read: they never start a login and never expose a token or a secret (the status report has no
-//! field that could hold one).
+//! field that could hold one). With `server.auth_token_file` set, every route but `/healthz` needs the token
+//! (`auth.rs`); a route that Upstox itself calls (a webhook) must be added outside that layer.
+
+mod auth;
+mod failures;
+mod page;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -20,12 +27,34 @@ pub type AppState = Arc<Runner>;
 
 /// The daemon's endpoints.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+    let protected = Router::new()
+        .route("/", get(status_page))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status_json))
-        .with_state(state)
+        .route("/failures/{name}", get(failures::screenshot))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_token));
+    Router::new().route("/healthz", get(|| async { "ok\n" })).merge(protected).with_state(state)
+}
+
+async fn status_page(State(runner): State<AppState>) -> Response {
+    let report = status::report(&runner).await;
+    let html = page::render(&report, chrono::Utc::now()).into_string();
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            // Nothing but the page's own inline style and script, and images from here (the screenshots).
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self'; \
+                 base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        html,
+    )
+        .into_response()
 }
 
 async fn readyz(State(runner): State<AppState>) -> Response {

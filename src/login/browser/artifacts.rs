@@ -114,9 +114,62 @@ impl ArtifactStore {
     }
 }
 
+/// The parts of an artifact's file name `<stamp>-<account>-<step>.<ext>`, when it is one (only
+/// `[A-Za-z0-9._-]`, no leading dot): `(stamp, account, step, ext)`. Names that do not parse are not ours.
+pub fn parse_artifact_name(name: &str) -> Option<(&str, &str, &str, &str)> {
+    let safe = !name.starts_with('.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let (stem, ext) = name.rsplit_once('.')?;
+    let (stamp, rest) = stem.split_once('-')?;
+    let (account, step) = rest.rsplit_once('-')?;
+    let parts_ok =
+        [stamp, account, step].iter().all(|p| !p.is_empty()) && stamp.starts_with(|c: char| c.is_ascii_digit());
+    (safe && parts_ok && matches!(ext, "png" | "html")).then_some((stamp, account, step, ext))
+}
+
+/// The file name of `account`'s newest screenshot in `dir` (stamps sort by time), if any. Regular files only.
+pub fn newest_screenshot(dir: &Path, account: &str) -> Option<String> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| matches!(parse_artifact_name(name), Some((_, a, _, "png")) if a == account))
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifact_names_parse_and_the_newest_screenshot_is_found() {
+        assert_eq!(
+            parse_artifact_name("20261129T080000.123Z-my-acct-pin.png"),
+            Some(("20261129T080000.123Z", "my-acct", "pin", "png"))
+        );
+        for bad in [
+            "../x-a-pin.png",
+            ".20261129-a-pin.png",
+            "20261129-a-pin.txt",
+            "x-a-pin.png",
+            "2026-pin.png",
+            "2026-a-b.png/x",
+        ] {
+            assert_eq!(parse_artifact_name(bad), None, "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "20260101T000000Z-a-pin.png",
+            "20260103T000000Z-a-otp.html",
+            "20260102T000000Z-a-otp.png",
+            "20260104T000000Z-b-pin.png",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(newest_screenshot(dir.path(), "a").as_deref(), Some("20260102T000000Z-a-otp.png"));
+        assert_eq!(newest_screenshot(dir.path(), "c"), None);
+        assert_eq!(newest_screenshot(&dir.path().join("missing"), "a"), None);
+    }
 
     #[test]
     fn html_is_scrubbed_of_values_and_secrets() {

@@ -9,7 +9,7 @@ mod artifacts;
 mod flow;
 mod webdriver;
 
-pub use artifacts::{ArtifactStore, Scrub};
+pub use artifacts::{ArtifactStore, Scrub, newest_screenshot, parse_artifact_name};
 pub use flow::{FlowFailure, FlowInputs, LoginOutcome, login};
 pub use webdriver::{Browser, capabilities, profile_prefix, sweep_stale_profiles};
 
