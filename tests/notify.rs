@@ -24,7 +24,8 @@ async fn a_wrong_pin_sends_one_notification_per_notifier_with_the_fix_and_no_sec
     let notifiers = format!(
         "[notify]\nretry_min_backoff_ms = 50\n\n\
          [[notifiers]]\ntype = \"webhook\"\nurl = \"{}\"\n\n\
-         [[notifiers]]\ntype = \"telegram\"\nbot_token_file = \"{}\"\nchat_id = \"-1001234567890\"\napi_base_url = \"{}\"\n",
+         [[notifiers]]\ntype = \"telegram\"\nbot_token_file = \"{}\"\n\
+         chat_id = \"-1001234567890\"\napi_base_url = \"{}\"\n",
         receiver.url("/hook"),
         rig.path("bot_token").display(),
         receiver.url("/tg"),

@@ -63,7 +63,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Daemon: log in on schedule, serve / (status page) /healthz /readyz /metrics /status; stops on SIGINT/SIGTERM/SIGHUP.
+    /// Daemon: log in on schedule, serve the status page, /healthz /readyz /metrics /status; stop on SIGINT/TERM/HUP.
     Run,
     /// Log in now for all (or the named) accounts; a still-valid published token is kept unless --force.
     Login {

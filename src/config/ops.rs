@@ -26,7 +26,7 @@ pub enum LogFormat {
     /// One human-readable line per event.
     #[default]
     Text,
-    /// One JSON object per line: `timestamp`, `level`, `message`, the event's fields, `span` (e.g. the run's `account`).
+    /// One JSON object per line: `timestamp`, `level`, `message`, the event's fields, `span` (the run's `account`).
     Json,
 }
 
@@ -111,7 +111,8 @@ pub(super) fn validate_auth_token(p: &mut Problems, server: &RawServer) -> Optio
         p.add(
             "server.auth_token_file",
             format!(
-                "the token must be at least {MIN_AUTH_TOKEN_LEN} characters without spaces (e.g. `openssl rand -hex 32`)"
+                "the token must be at least {MIN_AUTH_TOKEN_LEN} characters without spaces \
+                 (e.g. `openssl rand -hex 32`)"
             ),
         );
         return None;

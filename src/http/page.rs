@@ -27,15 +27,18 @@ section.account{border:1px solid #8884;border-radius:10px;padding:12px;margin:12
 .countdown{font-weight:600;font-variant-numeric:tabular-nums}
 ul,ol{padding-left:0;list-style:none;margin:0}
 li{padding:6px 0;border-top:1px solid #8882;overflow-wrap:anywhere}
-.result{font-weight:600}.success .result,.sink.ok .state{color:var(--ok)}.failed .result,.sink.bad .state{color:var(--bad)}
+.result{font-weight:600}
+.success .result,.sink.ok .state{color:var(--ok)}.failed .result,.sink.bad .state{color:var(--bad)}
 .steps,.error,.muted{color:var(--muted);font-size:.85rem}
 a{color:inherit}
 ";
 
 /// Make every `.countdown[data-expires]` tick; the server already wrote the same text.
-const SCRIPT: &str = "(function(){function f(s){if(s<=0)return'expired';var h=Math.floor(s/3600),m=Math.floor(s%3600/60),x=s%60;\
-return h+'h '+m+'m '+(x<10?'0':'')+x+'s left';}function t(){var n=Date.now()/1000;\
-document.querySelectorAll('.countdown[data-expires]').forEach(function(e){e.textContent=f(Math.floor(e.dataset.expires-n));});}\
+const SCRIPT: &str = "(function(){\
+function f(s){if(s<=0)return'expired';var h=Math.floor(s/3600),m=Math.floor(s%3600/60),x=s%60;\
+return h+'h '+m+'m '+(x<10?'0':'')+x+'s left';}\
+function t(){var n=Date.now()/1000;document.querySelectorAll('.countdown[data-expires]')\
+.forEach(function(e){e.textContent=f(Math.floor(e.dataset.expires-n));});}\
 t();setInterval(t,1000);})();";
 
 /// The page for `report`, as of `now`.
@@ -91,7 +94,9 @@ fn account_section(a: &AccountStatus, now: DateTime<Utc>) -> Markup {
             @if let (Some(expires), true) = (expires, valid) {
                 p.token {
                     "Expires " time datetime=(expires.to_rfc3339()) { (when(&expires.to_rfc3339())) } " — "
-                    span.countdown data-expires=(expires.timestamp()) { (countdown((expires.timestamp() - now.timestamp()).max(0))) }
+                    span.countdown data-expires=(expires.timestamp()) {
+                        (countdown(expires.timestamp() - now.timestamp()))
+                    }
                     @if let Some(g) = a.generation { span.muted { " · generation " (g) } }
                     @if !a.valid_in_every_sink { " · " strong { "missing from some sinks" } }
                 }
@@ -100,7 +105,9 @@ fn account_section(a: &AccountStatus, now: DateTime<Utc>) -> Markup {
             }
             p.muted {
                 "Last success: " (a.last_success_at.as_deref().map(when).unwrap_or_else(|| "never".into()))
-                @if a.pin_submissions_today > 0 { " · PIN submissions without a code today: " (a.pin_submissions_today) }
+                @if a.pin_submissions_today > 0 {
+                    " · PIN submissions without a code today: " (a.pin_submissions_today)
+                }
             }
             h3 { "Sinks" }
             ul.sinks {
@@ -110,7 +117,8 @@ fn account_section(a: &AccountStatus, now: DateTime<Utc>) -> Markup {
                         span.state {
                             @match (&s.expires_at, s.generation) {
                                 (Some(exp), Some(g)) => {
-                                    "generation " (g) ", " (if s.valid { "valid until " } else { "expired " }) (when(exp))
+                                    "generation " (g) ", "
+                                    (if s.valid { "valid until " } else { "expired " }) (when(exp))
                                 }
                                 _ => "holds nothing (or cannot be read)",
                             }
@@ -127,7 +135,10 @@ fn account_section(a: &AccountStatus, now: DateTime<Utc>) -> Markup {
                 }
             }
             @if let Some(file) = &a.failure_screenshot {
-                p { a.failure href={ "failures/" (file) } { "Newest failure screenshot" } span.muted { " (" (file) ")" } }
+                p {
+                    a.failure href={ "failures/" (file) } { "Newest failure screenshot" }
+                    span.muted { " (" (file) ")" }
+                }
             }
         }
     }

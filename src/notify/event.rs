@@ -63,9 +63,9 @@ impl std::fmt::Display for EventKind {
     }
 }
 
-/// One notification. Serialised as the webhook's JSON body:
-/// `{"event":"login_failed","account":"primary","message":"…","at":"2026-11-28T08:30:41+05:30","reason":"wrong_pin","fix":"…"}`
-/// (`reason` and `fix` only when known). Holds no token or secret: messages are built from error texts, which never
+/// One notification. Serialised as the webhook's JSON body: `{"event":"login_failed","account":"primary",
+/// "message":"…","at":"2026-11-28T08:30:41+05:30","reason":"wrong_pin","fix":"…"}` (`reason` and `fix` only when
+/// known). Holds no token or secret: messages are built from error texts, which never
 /// carry one, and `Notifier::notify` scrubs the configured secrets and mobile numbers once more.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Event {

@@ -282,18 +282,18 @@ async fn deliver(client: &reqwest::Client, backend: &Backend, event: &Event, pol
         .with_max_delay(MAX_BACKOFF.max(policy.retry_min_backoff))
         .with_max_times(policy.max_retries)
         .with_jitter();
-    let result = (|| post(client, &backend.label, &url, &body))
+    let (notifier, kind, account) = (&backend.label, event.event, &event.account);
+    let result = (|| post(client, notifier, &url, &body))
         .retry(backoff)
         .when(DeliveryError::is_retryable)
         .notify(|e, pause| {
-            warn!(notifier = %backend.label, event = %event.event, error = %error_chain(e), retry_in_ms = pause.as_millis() as u64, "notification failed; retrying")
+            let retry_in_ms = pause.as_millis() as u64;
+            warn!(%notifier, event = %kind, error = %error_chain(e), retry_in_ms, "notification failed; retrying")
         })
         .await;
     match result {
-        Ok(()) => info!(notifier = %backend.label, event = %event.event, account = %event.account, "notification sent"),
-        Err(e) => {
-            warn!(notifier = %backend.label, event = %event.event, account = %event.account, error = %error_chain(&e), "notification not delivered")
-        }
+        Ok(()) => info!(%notifier, event = %kind, %account, "notification sent"),
+        Err(e) => warn!(%notifier, event = %kind, %account, error = %error_chain(&e), "notification not delivered"),
     }
 }
 
