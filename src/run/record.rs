@@ -86,14 +86,63 @@ impl Runner {
         if let Err(e) = self.coordinator.record_attempt(&account.name, attempt, success_at) {
             warn!(error = %error_chain(&e), "could not record the attempt");
         }
-        let event = match result {
-            Ok(outcome) if previous.is_some_and(|p| p.result == AttemptResult::Failed) => {
-                Event::login_recovered(&account.name, outcome.to_string())
-            }
-            Ok(_) | Err(RunError::Busy(_)) => return,
-            Err(e) if e.class() == FailureClass::Guard => Event::guard_refused(&account.name, error_chain(e), e.fix()),
-            Err(e) => Event::login_failed(&account.name, e.class(), error_chain(e), e.fix()),
+        if let Some(event) = worth_telling(&account.name, result, previous.as_ref()) {
+            self.notifier.notify(event);
+        }
+    }
+}
+
+/// The notification a run's end is worth, given the attempt recorded before it: `login_recovered` for the first
+/// good run after a failed one, `guard_refused` when the lockout guard said no, `login_failed` for any other
+/// failure but another process holding the account.
+fn worth_telling(account: &str, result: &Result<Outcome, RunError>, previous: Option<&Attempt>) -> Option<Event> {
+    match result {
+        Ok(outcome) if previous.is_some_and(|p| p.result == AttemptResult::Failed) => {
+            Some(Event::login_recovered(account, outcome.to_string()))
+        }
+        Ok(_) | Err(RunError::Busy(_)) => None,
+        Err(e) if e.class() == FailureClass::Guard => Some(Event::guard_refused(account, error_chain(e), e.fix())),
+        Err(e) => Some(Event::login_failed(account, e.class(), error_chain(e), e.fix())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::login::guard::Refusal;
+    use crate::notify::EventKind;
+
+    fn attempt(result: AttemptResult) -> Attempt {
+        Attempt::new(token::ist(Utc::now()), result, None)
+    }
+
+    fn skipped() -> Result<Outcome, RunError> {
+        Ok(Outcome::Skipped { generation: 3, expires_at: token::expiry_for(Utc::now()) })
+    }
+
+    #[test]
+    fn failures_are_told_with_class_and_fix_and_recovery_once() {
+        let kind = |r: &Result<Outcome, RunError>, p: Option<AttemptResult>| {
+            worth_telling("primary", r, p.map(attempt).as_ref()).map(|e| e.event)
         };
-        self.notifier.notify(event);
+        assert_eq!(kind(&skipped(), Some(AttemptResult::Failed)), Some(EventKind::LoginRecovered));
+        assert_eq!(kind(&skipped(), Some(AttemptResult::Success)), None);
+        assert_eq!(kind(&skipped(), None), None);
+        assert_eq!(kind(&Err(RunError::Busy("primary".into())), Some(AttemptResult::Success)), None);
+
+        let deadline = Err(RunError::Deadline(std::time::Duration::from_secs(600)));
+        let event = worth_telling("primary", &deadline, None).unwrap();
+        assert_eq!((event.event, event.reason), (EventKind::LoginFailed, Some(FailureClass::Deadline)));
+        assert!(event.fix.unwrap().contains("login.run_deadline_secs"));
+
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+        let guard = Err(RunError::Guard {
+            account: "primary".into(),
+            refusal: Refusal::PinRejectedToday { day },
+            location: "/state/accounts/primary.json".into(),
+        });
+        let event = worth_telling("primary", &guard, Some(&attempt(AttemptResult::Failed))).unwrap();
+        assert_eq!(event.event, EventKind::GuardRefused);
+        assert!(event.fix.unwrap().contains("pin_rejected_day"), "says how to clear it");
     }
 }
