@@ -85,3 +85,19 @@ async fn sighup_stops_the_daemon_cleanly_with_json_logs() {
     assert!(lines.iter().any(|l| l["message"] == "stopped"), "{log}");
     rig.assert_no_browser_left();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_names_the_notifiers_without_their_secrets() {
+    let rig = Rig::start().await;
+    let notifiers = "[[notifiers]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/slackKEY123\"\n\n\
+                     [[notifiers]]\ntype = \"telegram\"\nbot_token = \"123456:botKEY123\"\nchat_id = \"@relogin_ops\"\n";
+    let config = rig.write_config(&rig.config_toml("", notifiers));
+    let run = rig.cli(&config, &["check-config"]).await;
+    run.assert_code(0);
+    assert!(
+        run.stdout().contains("notifiers [slack:https://hooks.slack.com, telegram:@relogin_ops]"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!run.all_output().contains("KEY123"), "{}", run.all_output());
+}

@@ -149,13 +149,15 @@ fn check_config(path: &Path) -> ExitStatus {
         Ok(c) => {
             let names: Vec<&str> = c.accounts.iter().map(|a| a.name.as_str()).collect();
             let sinks: Vec<String> = c.sinks.iter().map(|s| s.label()).collect();
+            let notifiers: Vec<String> = c.notifiers.iter().map(|n| n.label()).collect();
             println!(
-                "config ok: {} account(s) [{}], sinks [{}], schedule \"{}\" in {}",
+                "config ok: {} account(s) [{}], sinks [{}], schedule \"{}\" in {}{}",
                 names.len(),
                 names.join(", "),
                 sinks.join(", "),
                 c.schedule.cron,
-                c.schedule.timezone
+                c.schedule.timezone,
+                if notifiers.is_empty() { String::new() } else { format!(", notifiers [{}]", notifiers.join(", ")) }
             );
             ExitStatus::Success
         }

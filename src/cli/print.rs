@@ -38,12 +38,16 @@ pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
         }
         match &a.last_attempt {
             Some(at) => println!(
-                "  last attempt {}: {}{}",
+                "  last attempt {}: {}{}{}",
                 at.at.to_rfc3339(),
                 at.result,
+                at.class.map(|c| format!(" ({c})")).unwrap_or_default(),
                 at.error.as_ref().map(|e| format!(" — {e}")).unwrap_or_default()
             ),
             None => println!("  no attempt recorded"),
+        }
+        if let Some(file) = &a.failure_screenshot {
+            println!("  newest failure screenshot: {}", runner.config().failures_dir().join(file).display());
         }
         if a.pin_submissions_today > 0 {
             println!("  PIN submissions without a code today: {}", a.pin_submissions_today);
