@@ -92,6 +92,27 @@ impl Permit<'_> {
         Ok(state.guard)
     }
 
+    /// Take the one fallback to a token request of the slot ending at `slot_end` (03:30 IST), persisted before this
+    /// returns. `Ok(false)`: this slot's fallback was taken already.
+    pub fn take_fallback(&self, slot_end: DateTime<FixedOffset>) -> Result<bool, CoordinationError> {
+        if self.store.load(&self.account)?.fallback_slot_end == Some(slot_end) {
+            return Ok(false);
+        }
+        self.store.update(&self.account, |s| s.fallback_slot_end = Some(slot_end))?;
+        Ok(true)
+    }
+
+    /// The Upstox user id of the account's last published token, if one was ever published.
+    pub fn known_user_id(&self) -> Result<Option<String>, CoordinationError> {
+        Ok(self.store.load(&self.account)?.user_id)
+    }
+
+    /// Remember whose token was just published (`known_user_id` from now on).
+    pub fn remember_user_id(&self, user_id: &str) -> Result<(), CoordinationError> {
+        self.store.update(&self.account, |s| s.user_id = Some(user_id.to_owned()))?;
+        Ok(())
+    }
+
     /// Where the facts live, for messages that tell a human what to edit.
     pub fn location(&self) -> String {
         self.store.path(&self.account).display().to_string()

@@ -56,7 +56,7 @@ impl Passes {
         };
         info!(%trigger, "run started");
         let accounts: Vec<_> = self.runner.config().accounts.iter().collect();
-        let work = run_accounts(&self.runner, &accounts, when_valid, |done| match &done.result {
+        let work = run_accounts(&self.runner, &accounts, when_valid, trigger, |done| match &done.result {
             Ok(o) => info!(account = %done.account.name, "{o}"),
             Err(e) => {
                 error!(account = %done.account.name, error = %error_chain(e), "run failed; next try at the next tick")
@@ -91,6 +91,8 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| DaemonError::Listen { addr: config.server.listen, source })?;
+    // From here on an approved token request's token can reach this process.
+    runner.outstanding().set_receiving(true);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let passes = Arc::new(Passes { runner: Arc::clone(&runner), busy: Default::default(), cancel: cancel.clone() });

@@ -2,8 +2,9 @@
 //!
 //! Layers, from the bottom up (a module imports only from its own layer or below):
 //! 1. values: `config` (what the user asked for), `secret`, `totp`, `token`, `error`;
-//! 2. parts: `oauth` (the protocol), `state` (what survives restarts), `sink` (where tokens go), `metrics`,
-//!    `notify` (telling people: webhook, Slack, Discord, Telegram);
+//! 2. parts: `oauth` (the protocol), `access_request` (Upstox's v3 access-token request and its webhook payload),
+//!    `state` (what survives restarts), `sink` (where tokens go), `metrics`, `notify` (telling people: webhook,
+//!    Slack, Discord, Telegram);
 //! 3. `coordinate` (may I log this account in now, with which generation), `login` (the ways to get a token:
 //!    `login::browser` drives the hosted dialog; `login::guard` is the lockout guard);
 //! 4. `run` (one account's run, the pass over accounts, publishing);
@@ -19,6 +20,7 @@ pub mod secret;
 pub mod token;
 pub mod totp;
 
+pub mod access_request;
 pub mod metrics;
 pub mod notify;
 pub mod oauth;

@@ -12,6 +12,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use url::Url;
 
+use crate::access_request::{self, ProfileAnswer, RequestAccepted, RequestError};
 use crate::config::{OAuthApp, UpstoxConfig};
 use crate::secret::{AccessToken, AuthCode};
 
@@ -278,6 +279,7 @@ pub struct UpstoxApi {
     base_url: Url,
     token_url: Url,
     profile_url: Url,
+    config: UpstoxConfig,
 }
 
 impl UpstoxApi {
@@ -293,6 +295,7 @@ impl UpstoxApi {
             base_url: config.api_base_url.clone(),
             token_url: config.token_url(),
             profile_url: config.profile_url(),
+            config: config.clone(),
         })
     }
 
@@ -323,19 +326,47 @@ impl UpstoxApi {
         Ok(date.and_then(|d| clock_skew(d, sent, received)))
     }
 
-    /// Ask the profile endpoint whether `token` is accepted. Transport failures are errors, not verdicts.
-    pub async fn check_token(&self, token: &AccessToken) -> Result<TokenCheck, reqwest::Error> {
+    /// POST Upstox's v3 access-token request for `app` (JSON body, no auth header) [doc]. One call, one request: a
+    /// transport error may still have created one at Upstox, so callers do not resend on their own.
+    pub async fn request_access_token(&self, app: &OAuthApp) -> Result<RequestAccepted, RequestError> {
+        let url = self.config.token_request_url(&app.client_id);
+        let transport = |source| RequestError::Transport { url: url.to_string(), source };
+        let response = self
+            .http
+            .post(url.clone())
+            .header("accept", "application/json")
+            .json(&access_request::request_body(app))
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(transport)?;
+        access_request::interpret_request_response(status, &body)
+    }
+
+    /// The profile behind `token` (`GET /v2/user/profile`): whose it is, or Upstox's refusal. Transport failures
+    /// are errors, not verdicts.
+    pub async fn profile(&self, token: &AccessToken) -> Result<ProfileAnswer, reqwest::Error> {
+        let response = self.profile_request(token).send().await?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await?;
+        Ok(access_request::interpret_profile(status, &body))
+    }
+
+    fn profile_request(&self, token: &AccessToken) -> reqwest::RequestBuilder {
         let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer invalid"));
         auth.set_sensitive(true);
-        let response = self
-            .http
+        self.http
             .get(self.profile_url.clone())
             .header("accept", "application/json")
             .header("Api-Version", "2.0")
             .header(reqwest::header::AUTHORIZATION, auth)
-            .send()
-            .await?;
+    }
+
+    /// Ask the profile endpoint whether `token` is accepted. Transport failures are errors, not verdicts.
+    pub async fn check_token(&self, token: &AccessToken) -> Result<TokenCheck, reqwest::Error> {
+        let response = self.profile_request(token).send().await?;
         let status = response.status().as_u16();
         let body = response.bytes().await?;
         Ok(if status == 200 { TokenCheck::Valid } else { TokenCheck::Rejected(interpret_error(status, &body)) })

@@ -107,6 +107,11 @@ pub enum FailureClass {
     Busy,
     /// Local set-up: state files, the HTTP client, an unusable TOTP secret.
     Setup,
+    /// A v3 access-token request was not approved (or its token not delivered) before it expired or the wait
+    /// (`login.approval_timeout_secs`) ended.
+    ApprovalMissing,
+    /// A v3 access-token request could not be sent or Upstox refused it.
+    TokenRequest,
     /// A class written by a newer version.
     #[serde(other)]
     Other,
@@ -133,6 +138,8 @@ impl FailureClass {
             FailureClass::Deadline => "deadline",
             FailureClass::Busy => "busy",
             FailureClass::Setup => "setup",
+            FailureClass::ApprovalMissing => "approval_missing",
+            FailureClass::TokenRequest => "token_request",
             FailureClass::Other => "other",
         }
     }
@@ -196,6 +203,12 @@ pub struct AccountState {
     pub last_totp_step: Option<u64>,
     /// The last `RECENT_ATTEMPTS` attempts, newest first (`last_attempt` is the first of them).
     pub recent_attempts: Vec<Attempt>,
+    /// The Upstox user id of the account's last published token: a token delivered to the notifier webhook must
+    /// belong to it.
+    pub user_id: Option<String>,
+    /// The end (03:30 IST) of the token slot in which the browser path last fell back to a v3 access-token request:
+    /// at most one fallback per slot.
+    pub fallback_slot_end: Option<DateTime<FixedOffset>>,
 }
 
 impl AccountState {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::ExitStatus;
 use crate::error::error_chain;
 use crate::metrics::Metrics;
-use crate::run::{Runner, WhenValid};
+use crate::run::{Runner, Trigger, WhenValid};
 use crate::shutdown;
 use crate::simulator::{ConfigFile, Faults, SimConfig, Simulator};
 
@@ -124,7 +124,7 @@ pub async fn run(output: &Path) -> ExitStatus {
     };
     let account = &config.accounts[0];
     let result = tokio::select! {
-        r = runner.run(account, WhenValid::LogIn) => r,
+        r = runner.run(account, WhenValid::LogIn, Trigger::Command) => r,
         signal = shutdown::signal() => {
             eprintln!("interrupted by {signal}");
             return ExitStatus::Failure;

@@ -21,7 +21,7 @@ use crate::daemon::{self, DaemonError};
 use crate::error::error_chain;
 use crate::metrics::Metrics;
 use crate::run::pool::run_accounts;
-use crate::run::{Runner, WhenValid};
+use crate::run::{Runner, Trigger, WhenValid};
 use crate::shutdown;
 
 /// How long a command waits at exit for notifications still being delivered (retries included).
@@ -176,13 +176,16 @@ async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid) 
         return ExitStatus::Usage;
     }
     let runner = match runner(Arc::clone(&config)) {
-        Ok(r) => r,
+        Ok(r) => Arc::new(r),
         Err(status) => return status,
     };
     crate::login::browser::sweep_stale_profiles();
     let accounts: Vec<_> =
         config.accounts.iter().filter(|a| selected.is_empty() || selected.contains(&a.name)).collect();
-    let work = run_accounts(&runner, &accounts, when_valid, |done| match &done.result {
+    if accounts.iter().any(|a| a.may_request_token()) {
+        serve_notifier(&runner, &accounts).await;
+    }
+    let work = run_accounts(&runner, &accounts, when_valid, Trigger::Command, |done| match &done.result {
         Ok(outcome) => eprintln!("{}: {outcome}", done.account.name),
         Err(e) => eprintln!("{}: FAILED: {}", done.account.name, error_chain(e)),
     });
@@ -198,6 +201,44 @@ async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid) 
     // A failed login's notification is still being delivered: let it go out before the process ends.
     runner.notifier().close(NOTIFY_GRACE).await;
     status
+}
+
+/// `login` with accounts that may send a token request: serve the notifier webhook on `server.listen` for as long
+/// as the command runs, and say what the person at the terminal will be asked to approve. When the address is
+/// taken (the daemon serves it), say so: those accounts' requests are then not sent.
+async fn serve_notifier(runner: &Arc<Runner>, accounts: &[&config::Account]) {
+    let server = &runner.config().server;
+    let listener = match tokio::net::TcpListener::bind(server.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot serve the notifier webhook on `server.listen` = {} ({e}); access-token requests will not be sent (is the daemon running? it receives them itself)",
+                server.listen
+            );
+            return;
+        }
+    };
+    runner.outstanding().set_receiving(true);
+    let app = crate::http::notifier::router(Arc::clone(runner));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "notifier webhook server failed");
+        }
+    });
+    let wait = runner.config().login.approval_timeout.as_secs();
+    for account in accounts {
+        let when = match account.method {
+            config::Method::TokenRequest => "needs a new token",
+            config::Method::Browser if account.fallback == config::Fallback::TokenRequest => {
+                "falls back to an access-token request"
+            }
+            config::Method::Browser => continue,
+        };
+        eprintln!(
+            "{}: when it {when}, Upstox asks the account holder to approve the request (Upstox app, WhatsApp message, or the developer apps page); this command waits up to {wait}s for the token at POST http://{}{}",
+            account.name, server.listen, server.notifier_path
+        );
+    }
 }
 
 async fn run(config: Arc<Config>) -> ExitStatus {

@@ -59,6 +59,9 @@ pub struct ServerConfig {
     /// When set, every endpoint but `/healthz` requires `Authorization: Bearer <token>` (or Basic, the token as
     /// the password, so a browser can ask for it).
     pub auth_token: Option<crate::secret::BearerToken>,
+    /// Where Upstox POSTs an approved access-token request's token (`server.notifier_path`): an absolute path of
+    /// `[A-Za-z0-9/_.~-]`, none of the other endpoints' paths.
+    pub notifier_path: String,
 }
 
 /// What the daemon does at start (`schedule.on_start`), spelled in the file as `"if-stale"`, `"always"`, `"never"`.
@@ -105,6 +108,15 @@ impl UpstoxConfig {
 
     pub fn profile_url(&self) -> Url {
         join_api(&self.api_base_url, "v2/user/profile")
+    }
+
+    /// `{api_base_url}/v3/login/auth/token/request/{client_id}` (the client id percent-encoded as a path segment).
+    pub fn token_request_url(&self, client_id: &str) -> Url {
+        let mut url = join_api(&self.api_base_url, "v3/login/auth/token/request");
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push(client_id);
+        }
+        url
     }
 }
 
@@ -175,15 +187,52 @@ pub struct LoginPolicy {
     pub max_pin_submissions_per_day: u32,
     pub totp_min_remaining: Duration,
     pub failure_artifacts_keep: usize,
+    /// How long a run waits for a v3 access-token request to be approved (`login.approval_timeout_secs`).
+    pub approval_timeout: Duration,
 }
 
-/// One configured Upstox account: the OAuth app it logs in through, and the user's own credentials.
+/// How an account gets its token (`accounts[].method`, spelled `"browser"` | `"token-request"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Upstox's hosted login dialog in a headless browser (mobile, TOTP, PIN), then one code exchange.
+    Browser,
+    /// Upstox's v3 access-token request: the account holder approves it (app, WhatsApp, developer apps page) and
+    /// Upstox POSTs the token to `server.notifier_path`.
+    TokenRequest,
+}
+
+/// What a browser account does when the browser path fails for a page reason (`accounts[].fallback`, spelled
+/// `"none"` | `"token-request"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fallback {
+    None,
+    /// Send a v3 access-token request, at most once per token slot (03:30 IST to 03:30 IST).
+    TokenRequest,
+}
+
+/// One configured Upstox account: the OAuth app it logs in through, how, and the user's own credentials.
 #[derive(Debug, Clone)]
 pub struct Account {
     /// `[a-z0-9_-]+`, unique.
     pub name: String,
     pub app: OAuthApp,
-    pub credentials: Credentials,
+    pub method: Method,
+    /// `Fallback::None` whenever `method` is `TokenRequest`.
+    pub fallback: Fallback,
+    /// The Upstox user id the account's tokens must belong to (`accounts[].user_id`), when configured.
+    pub user_id: Option<String>,
+    /// What the browser types. Always `Some` when `method` is `Browser` (validation refuses the account otherwise);
+    /// `None` for a token-request account configured without them.
+    pub credentials: Option<Credentials>,
+}
+
+impl Account {
+    /// Whether this account may send a v3 access-token request (as its method or as its fallback).
+    pub fn may_request_token(&self) -> bool {
+        self.method == Method::TokenRequest || self.fallback == Fallback::TokenRequest
+    }
 }
 
 /// An Upstox API app, as registered on Upstox's developer console: all the token exchange needs to know.

@@ -52,11 +52,18 @@ pub struct RawServer {
     pub auth_token_file: Option<PathBuf>,
     /// The same, from an environment variable.
     pub auth_token_env: Option<String>,
+    /// Path (on `listen`) that receives Upstox's notifier webhook: the token of an approved v3 access-token request.
+    pub notifier_path: String,
 }
 
 impl Default for RawServer {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8787".into(), auth_token_file: None, auth_token_env: None }
+        Self {
+            listen: "127.0.0.1:8787".into(),
+            auth_token_file: None,
+            auth_token_env: None,
+            notifier_path: "/upstox/notifier".into(),
+        }
     }
 }
 
@@ -182,6 +189,9 @@ pub struct RawLogin {
     pub totp_min_remaining_secs: u64,
     /// Failure artifacts (screenshot + HTML) kept under `{state_dir}/failures/`, newest first.
     pub failure_artifacts_keep: usize,
+    /// How long a run waits for the account holder to approve a v3 access-token request (Upstox's own limit, the
+    /// next 03:30 IST, may end the wait sooner).
+    pub approval_timeout_secs: u64,
 }
 
 impl Default for RawLogin {
@@ -194,6 +204,7 @@ impl Default for RawLogin {
             max_pin_submissions_per_day: 3,
             totp_min_remaining_secs: 5,
             failure_artifacts_keep: 20,
+            approval_timeout_secs: 1800,
         }
     }
 }
@@ -217,6 +228,15 @@ pub struct RawAccount {
     pub totp_secret: Option<String>,
     pub totp_secret_env: Option<String>,
     pub totp_secret_file: Option<PathBuf>,
+    /// How the account gets its token: "browser" (default) | "token-request" (Upstox's v3 access-token request,
+    /// approved by the account holder; no browser, and `mobile`, `pin`, `totp_secret` may be left out).
+    pub method: Option<String>,
+    /// What a browser account does when the browser path fails for a page reason (bot block): "none" (default) |
+    /// "token-request" (once per token slot).
+    pub fallback: Option<String>,
+    /// The Upstox user id (e.g. "AB1234") the account's tokens must belong to; checked on every token delivered to
+    /// the notifier webhook. Empty: the user id of the account's last token, once there was one.
+    pub user_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -263,6 +283,9 @@ impl std::fmt::Debug for RawAccount {
             .field("totp_secret", &inline(&self.totp_secret))
             .field("totp_secret_env", &self.totp_secret_env)
             .field("totp_secret_file", &self.totp_secret_file)
+            .field("method", &self.method)
+            .field("fallback", &self.fallback)
+            .field("user_id", &self.user_id)
             .finish_non_exhaustive()
     }
 }

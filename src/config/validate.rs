@@ -35,6 +35,8 @@ impl RawConfig {
             SocketAddr::from(([127, 0, 0, 1], 8787))
         });
 
+        validate_notifier_path(&mut p, &self.server.notifier_path);
+
         let cron = validate_cron(&self.schedule.cron).map_err(|m| p.add("schedule.cron", m)).ok();
         let timezone = self
             .schedule
@@ -76,7 +78,7 @@ impl RawConfig {
         // invariant: every `None` above pushed a problem, and we returned when there was any
         Ok(Config {
             state_dir: self.state_dir,
-            server: ServerConfig { listen, auth_token },
+            server: ServerConfig { listen, auth_token, notifier_path: self.server.notifier_path.clone() },
             schedule: ScheduleConfig {
                 cron: self.schedule.cron.clone(),
                 parsed: cron.expect("validated"),
@@ -173,6 +175,12 @@ impl RawConfig {
                 format!("expected 0..=24 (a TOTP window is 30 s), got {}", l.totp_min_remaining_secs),
             );
         }
+        if !(1..=86_400).contains(&l.approval_timeout_secs) {
+            p.add(
+                "login.approval_timeout_secs",
+                format!("expected 1..=86400 (a request dies at 03:30 IST anyway), got {}", l.approval_timeout_secs),
+            );
+        }
         LoginPolicy {
             max_attempts: l.max_attempts,
             retry_min_backoff: Duration::from_secs(l.retry_min_backoff_secs),
@@ -181,6 +189,7 @@ impl RawConfig {
             max_pin_submissions_per_day: l.max_pin_submissions_per_day,
             totp_min_remaining: Duration::from_secs(l.totp_min_remaining_secs),
             failure_artifacts_keep: l.failure_artifacts_keep,
+            approval_timeout: Duration::from_secs(l.approval_timeout_secs),
         }
     }
 }
@@ -240,6 +249,7 @@ fn validate_accounts(p: &mut Problems, raw: &[RawAccount]) -> Vec<Account> {
         p.add("accounts", "at least one [[accounts]] entry is required");
     }
     let mut names = HashSet::new();
+    let mut requesting_clients = HashSet::new();
     let mut out = Vec::new();
     for (i, a) in raw.iter().enumerate() {
         let key = |field: &str| format!("accounts[{i}].{field}");
@@ -260,27 +270,41 @@ fn validate_accounts(p: &mut Problems, raw: &[RawAccount]) -> Vec<Account> {
                 None
             }
         };
-        if a.mobile.len() != 10 || !a.mobile.bytes().all(|b| b.is_ascii_digit()) {
-            p.add(key("mobile"), "expected the 10-digit mobile number, digits only");
+        let method =
+            parse_choice(p, &key("method"), a.method.as_deref(), Method::Browser, "\"browser\" or \"token-request\"");
+        let fallback =
+            parse_choice(p, &key("fallback"), a.fallback.as_deref(), Fallback::None, "\"none\" or \"token-request\"");
+        if method == Method::TokenRequest && fallback == Fallback::TokenRequest {
+            p.add(
+                key("fallback"),
+                "only a browser account falls back; this account's `method` is already \"token-request\"",
+            );
+        }
+        let user_id = a.user_id.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned);
+        if let Some(u) = &user_id
+            && !u.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            p.add(key("user_id"), "expected the Upstox user id, letters and digits only (e.g. \"AB1234\")");
+        }
+        if method == Method::TokenRequest || fallback == Fallback::TokenRequest {
+            let client_id = a.client_id.trim();
+            if !client_id.is_empty() && !requesting_clients.insert(client_id.to_owned()) {
+                p.add(
+                    key("client_id"),
+                    "another account that may send a token request uses this `client_id`: the notifier webhook names only the client, so each such account needs its own app",
+                );
+            }
         }
         let client_secret =
             resolve_secret(p, &key("client_secret"), &a.client_secret, &a.client_secret_env, &a.client_secret_file);
-        let pin = resolve_secret(p, &key("pin"), &a.pin, &a.pin_env, &a.pin_file);
-        if let Some(pin) = &pin
-            && (pin.len() != 6 || !pin.bytes().all(|b| b.is_ascii_digit()))
-        {
-            p.add(key("pin"), "expected 6 digits");
-        }
-        let totp = resolve_secret(p, &key("totp_secret"), &a.totp_secret, &a.totp_secret_env, &a.totp_secret_file)
-            .and_then(|s| match crate::totp::normalise_secret(&s) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    p.add(key("totp_secret"), e.to_string());
-                    None
-                }
-            });
-        if let (true, Some(redirect_uri), Some(client_secret), Some(pin), Some(totp)) =
-            (name_ok, redirect_uri, client_secret, pin, totp)
+        // A token-request account needs no credentials; given any, all are checked as a browser account's.
+        let wants_credentials = method == Method::Browser
+            || !a.mobile.is_empty()
+            || [a.pin.is_some(), a.pin_env.is_some(), a.pin_file.is_some()].contains(&true)
+            || [a.totp_secret.is_some(), a.totp_secret_env.is_some(), a.totp_secret_file.is_some()].contains(&true);
+        let credentials = if wants_credentials { validate_credentials(p, i, a) } else { Ok(None) };
+        if let (true, Some(redirect_uri), Some(client_secret), Ok(credentials)) =
+            (name_ok, redirect_uri, client_secret, credentials)
         {
             out.push(Account {
                 name: a.name.clone(),
@@ -289,15 +313,72 @@ fn validate_accounts(p: &mut Problems, raw: &[RawAccount]) -> Vec<Account> {
                     client_secret: ClientSecret::new(client_secret),
                     redirect_uri,
                 },
-                credentials: Credentials {
-                    mobile: a.mobile.clone(),
-                    pin: Pin::new(pin),
-                    totp_secret: TotpSecret::new(totp),
-                },
+                method,
+                fallback,
+                user_id,
+                credentials,
             });
         }
     }
     out
+}
+
+/// `mobile`, `pin` and `totp_secret` of account `i`. `Err(())`: a problem was added.
+fn validate_credentials(p: &mut Problems, i: usize, a: &RawAccount) -> Result<Option<Credentials>, ()> {
+    let key = |field: &str| format!("accounts[{i}].{field}");
+    let mobile_ok = a.mobile.len() == 10 && a.mobile.bytes().all(|b| b.is_ascii_digit());
+    if !mobile_ok {
+        p.add(key("mobile"), "expected the 10-digit mobile number, digits only");
+    }
+    let pin = resolve_secret(p, &key("pin"), &a.pin, &a.pin_env, &a.pin_file);
+    let pin_ok = pin.as_ref().is_some_and(|pin| pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit()));
+    if pin.is_some() && !pin_ok {
+        p.add(key("pin"), "expected 6 digits");
+    }
+    let totp = resolve_secret(p, &key("totp_secret"), &a.totp_secret, &a.totp_secret_env, &a.totp_secret_file)
+        .and_then(|s| match crate::totp::normalise_secret(&s) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                p.add(key("totp_secret"), e.to_string());
+                None
+            }
+        });
+    match (mobile_ok, pin.filter(|_| pin_ok), totp) {
+        (true, Some(pin), Some(totp)) => {
+            Ok(Some(Credentials { mobile: a.mobile.clone(), pin: Pin::new(pin), totp_secret: TotpSecret::new(totp) }))
+        }
+        _ => Err(()),
+    }
+}
+
+/// A kebab-case choice such as `method`; absent means `default`.
+fn parse_choice<T: serde::de::DeserializeOwned>(
+    p: &mut Problems,
+    key: &str,
+    value: Option<&str>,
+    default: T,
+    expected: &str,
+) -> T {
+    let Some(value) = value else { return default };
+    T::deserialize(value.into_deserializer()).unwrap_or_else(|_: serde::de::value::Error| {
+        p.add(key, format!("expected {expected}, got \"{value}\""));
+        default
+    })
+}
+
+/// The daemon's own paths (and `/failures/…`); the notifier webhook must not shadow them.
+const RESERVED_PATHS: [&str; 6] = ["/", "/healthz", "/readyz", "/metrics", "/status", "/failures"];
+
+fn validate_notifier_path(p: &mut Problems, path: &str) {
+    let chars_ok = path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.~-".contains(&b));
+    if !path.starts_with('/') || !chars_ok || path.len() > 200 || path.contains("//") {
+        p.add(
+            "server.notifier_path",
+            "expected an absolute path of letters, digits and `/_.~-` (at most 200 bytes), e.g. \"/upstox/notifier\"",
+        );
+    } else if RESERVED_PATHS.contains(&path.trim_end_matches('/')) || path == "/" || path.starts_with("/failures/") {
+        p.add("server.notifier_path", format!("`{path}` is one of the daemon's own endpoints; pick another path"));
+    }
 }
 
 /// Exactly one of `x`, `x_env`, `x_file`. A file's trailing newline is trimmed.
@@ -391,161 +472,4 @@ fn validate_sinks(p: &mut Problems, raw: &[RawSink], account_count: usize) -> Ve
 
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closure signature
-mod tests {
-    use super::*;
-    use figment::Jail;
-
-    const VALID: &str = r#"
-        state_dir = "/tmp/x"
-        [[accounts]]
-        name = "primary"
-        client_id = "cid"
-        redirect_uri = "http://127.0.0.1:5000/cb"
-        mobile = "9876543210"
-        client_secret = "sec"
-        pin = "123456"
-        totp_secret = "jbsw y3dp ehpk 3pxp jbsw y3dp ehpk 3pxp"
-        [[sinks]]
-        type = "file"
-        path = "/tmp/x/{account}.json"
-    "#;
-
-    fn load_str(toml: &str) -> Result<Config, ConfigError> {
-        let mut out = None;
-        Jail::expect_with(|jail| {
-            jail.create_file("config.toml", toml)?;
-            out = Some(load(Path::new("config.toml")));
-            Ok(())
-        });
-        out.unwrap()
-    }
-
-    fn problems(toml: &str) -> String {
-        load_str(toml).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn valid_config_loads_with_defaults() {
-        let c = load_str(VALID).unwrap();
-        assert_eq!(c.schedule.timezone, chrono_tz::Asia::Kolkata);
-        assert_eq!(c.schedule.cron, "0 30 8 * * Mon-Fri");
-        assert_eq!(c.accounts[0].credentials.totp_secret.expose(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
-        assert_eq!(c.upstox.token_url().as_str(), "https://api.upstox.com/v2/login/authorization/token");
-        assert_eq!(c.upstox.profile_url().as_str(), "https://api.upstox.com/v2/user/profile");
-    }
-
-    #[test]
-    fn five_field_cron_names_the_key() {
-        let msg = problems(&format!("{VALID}\n[schedule]\ncron = \"30 8 * * Mon-Fri\""));
-        assert!(msg.contains("`schedule.cron`: expected 6 fields"), "{msg}");
-    }
-
-    #[test]
-    fn unknown_key_is_rejected_with_its_path() {
-        let msg = problems(&format!("{VALID}\n[browser]\nheadles = true"));
-        assert!(msg.contains("browser.headles") || msg.contains("`browser`"), "{msg}");
-        assert!(msg.contains("unknown field"), "{msg}");
-    }
-
-    #[test]
-    fn missing_and_double_secrets_name_the_key() {
-        let msg = problems(&VALID.replace("pin = \"123456\"", ""));
-        assert!(msg.contains("`accounts[0].pin`: give exactly one of"), "{msg}");
-        let msg = problems(&VALID.replace("pin = \"123456\"", "pin = \"123456\"\npin_env = \"X\""));
-        assert!(msg.contains("(got several)"), "{msg}");
-    }
-
-    #[test]
-    fn secret_from_unset_env_names_the_variable() {
-        let msg = problems(&VALID.replace("pin = \"123456\"", "pin_env = \"UPSTOX_RELOGIN_TEST_UNSET_PIN\""));
-        assert!(
-            msg.contains("`accounts[0].pin_env`: environment variable `UPSTOX_RELOGIN_TEST_UNSET_PIN` is not set"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn secret_file_trailing_newline_is_trimmed() {
-        Jail::expect_with(|jail| {
-            jail.create_file("pin", "654321\n")?;
-            jail.create_file("config.toml", &VALID.replace("pin = \"123456\"", "pin_file = \"pin\""))?;
-            let c = load(Path::new("config.toml")).unwrap();
-            assert_eq!(c.accounts[0].credentials.pin.expose(), "654321");
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn env_overrides_file() {
-        Jail::expect_with(|jail| {
-            jail.create_file("config.toml", VALID)?;
-            jail.set_env("UPSTOX_RELOGIN_BROWSER__HEADLESS", "false");
-            jail.set_env("UPSTOX_RELOGIN_CONFIG", "config.toml");
-            let c = load(Path::new("config.toml")).unwrap();
-            assert!(!c.browser.headless);
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn plain_http_to_a_remote_host_is_refused() {
-        let msg = problems(&format!("{VALID}\n[upstox]\napi_base_url = \"http://api.upstox.com\""));
-        assert!(msg.contains("`upstox.api_base_url`: must be https"), "{msg}");
-        assert!(load_str(&format!("{VALID}\n[upstox]\napi_base_url = \"http://127.0.0.1:9000\"")).is_ok());
-    }
-
-    #[test]
-    fn several_problems_are_reported_together() {
-        let msg = problems(&format!(
-            "{}\n[schedule]\ntimezone = \"Mars/Olympus\"\non_start = \"sometimes\"",
-            VALID.replace("mobile = \"9876543210\"", "mobile = \"12\"")
-        ));
-        for key in ["schedule.timezone", "schedule.on_start", "accounts[0].mobile"] {
-            assert!(msg.contains(&format!("`{key}`")), "{key} missing from {msg}");
-        }
-    }
-
-    #[test]
-    fn lockout_cap_above_four_is_refused() {
-        let msg = problems(&format!("{VALID}\n[login]\nmax_pin_submissions_per_day = 5"));
-        assert!(msg.contains("`login.max_pin_submissions_per_day`"), "{msg}");
-    }
-
-    #[test]
-    fn shared_sink_path_with_two_accounts_is_refused() {
-        let two = VALID.replace("{account}", "token")
-            + &VALID[VALID.find("[[accounts]]").unwrap()..VALID.find("[[sinks]]").unwrap()]
-                .replace("primary", "second");
-        let msg = problems(&two);
-        assert!(msg.contains("`sinks[0].path`: must contain `{account}`"), "{msg}");
-    }
-
-    #[test]
-    fn a_secret_of_the_wrong_type_is_not_echoed() {
-        let msg = problems(&VALID.replace("pin = \"123456\"", "pin = 987654"));
-        assert!(msg.contains("`accounts[0].pin`"), "{msg}");
-        assert!(!msg.contains("987654"), "the PIN came back in the error: {msg}");
-        assert!(msg.contains("quote the value"), "{msg}");
-    }
-
-    #[test]
-    fn a_toml_syntax_error_does_not_quote_the_line() {
-        let msg = problems(&VALID.replace("pin = \"123456\"", "pin = \"246810"));
-        assert!(!msg.contains("246810"), "the line with the PIN was quoted: {msg}");
-        assert!(msg.to_lowercase().contains("line"), "the error still says where: {msg}");
-    }
-
-    #[test]
-    fn raw_debug_hides_inline_secrets() {
-        let raw =
-            RawAccount { pin: Some("135790".into()), client_secret: Some("topsecret".into()), ..Default::default() };
-        let shown = format!("{raw:?}");
-        assert!(!shown.contains("135790") && !shown.contains("topsecret"), "{shown}");
-    }
-
-    #[test]
-    fn bad_totp_secret_is_named() {
-        let msg = problems(&VALID.replace("jbsw y3dp ehpk 3pxp jbsw y3dp ehpk 3pxp", "not base32!"));
-        assert!(msg.contains("`accounts[0].totp_secret`"), "{msg}");
-    }
-}
+mod tests;

@@ -1,13 +1,16 @@
 //! The daemon's HTTP server: the router and its shared state. `/` (the status page, `page.rs`), `/healthz` (the
 //! process is up), `/readyz` (every account holds a valid token in every sink), `/metrics` (Prometheus text),
-//! `/status` (the status report as JSON), `/failures/{name}` (a failure screenshot, `failures.rs`).
+//! `/status` (the status report as JSON), `/failures/{name}` (a failure screenshot, `failures.rs`), and
+//! `POST {server.notifier_path}` (`notifier`: Upstox's webhook delivering an approved token request's token).
 //!
 //! Handlers only read: they never start a login and never expose a token or a secret (the status report has no
 //! field that could hold one). With `server.auth_token_file` set, every route but `/healthz` needs the token
-//! (`auth.rs`); a route that Upstox itself calls (a webhook) must be added outside that layer.
+//! (`auth.rs`); a route that Upstox itself calls (the notifier webhook) is added outside that layer. The notifier
+//! hands a verified token to the run waiting for it; it publishes nothing.
 
 mod auth;
 mod failures;
+pub mod notifier;
 mod page;
 
 use std::sync::Arc;
@@ -34,7 +37,12 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(status_json))
         .route("/failures/{name}", get(failures::screenshot))
         .route_layer(from_fn_with_state(state.clone(), auth::require_token));
-    Router::new().route("/healthz", get(|| async { "ok\n" })).merge(protected).with_state(state)
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(protected)
+        .with_state(Arc::clone(&state))
+        // Upstox POSTs the webhook itself, without our token: outside the auth layer, proven by its own checks.
+        .merge(notifier::router(state))
 }
 
 async fn status_page(State(runner): State<AppState>) -> Response {

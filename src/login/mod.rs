@@ -1,14 +1,15 @@
 //! The ways to get a new token for one account, behind one closed enum, each yielding the same `IssuedToken`.
 //!
-//! Today there is one method, the browser login (`browser/`: drive Upstox's hosted dialog in Chromium, read the
-//! redirect's code, exchange it once). A second method (Upstox's v3 access-token request) is a new variant of
-//! `LoginMethod` and a new module beside `browser/`. `guard` is the lockout guard: a pure function of the persisted
+//! Two methods: the browser login (`browser/`: drive Upstox's hosted dialog in Chromium, read the redirect's code,
+//! exchange it once) and Upstox's v3 access-token request (`token_request/`: the account holder approves, Upstox
+//! POSTs the token to our notifier webhook; no browser, PIN or TOTP). `guard` is the lockout guard: a pure function of the persisted
 //! facts, the IST day and the cap. This module never publishes and never decides whether a login is needed: that is
 //! `run`'s job. It reports what must be persisted (a PIN about to be submitted, a TOTP step about to be used) to an
 //! observer *before* acting, so the caller's records survive a crash at the worst moment.
 
 pub mod browser;
 pub mod guard;
+pub mod token_request;
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use crate::config::{Account, BrowserConfig, UpstoxConfig};
 use crate::oauth::{AuthorizationRequest, ExchangeError, TokenResponse, UpstoxApi};
 use crate::totp::{TotpError, TotpGenerator};
 use browser::{ArtifactStore, BrowserError, FlowInputs};
+pub use token_request::{SendTime, TokenRequestError, TokenRequestLogin};
 
 /// The timed parts of a run, as metrics labels (`login_duration_seconds{step}`) and in `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -31,6 +33,8 @@ pub enum Step {
     Pin,
     /// The one POST of the code.
     Exchange,
+    /// A v3 access-token request, from sending it until its token was delivered and verified.
+    Approval,
     /// Writing the document to every sink.
     Publish,
     /// A whole run.
@@ -46,6 +50,7 @@ impl Step {
             Step::Otp => "otp",
             Step::Pin => "pin",
             Step::Exchange => "exchange",
+            Step::Approval => "approval",
             Step::Publish => "publish",
             Step::Total => "total",
         }
@@ -81,6 +86,8 @@ pub enum LoginEvent {
     PinSubmitting,
     /// The PIN ended with an authorization code (before the exchange): it no longer counts towards a lockout.
     CodeReceived,
+    /// A v3 access-token request was sent; the method now waits for the account holder's approval until `until`.
+    ApprovalRequested { until: chrono::DateTime<chrono::Utc> },
 }
 
 /// Why the observer stopped a login before it acted (the lockout guard said no, or its record could not be kept).
@@ -91,10 +98,14 @@ pub struct Veto(pub String);
 /// The caller's side of `LoginEvent`: an `Err` stops the login before the action.
 pub type Observer<'a> = dyn FnMut(LoginEvent) -> Result<(), Veto> + Send + 'a;
 
-/// What every login method yields: the token endpoint's answer and the time each step took.
+/// What every login method yields: the token endpoint's answer (or its equivalent from the profile), the time each
+/// step took, and the issuer's own expiry when it stated one.
 pub struct IssuedToken {
     pub response: TokenResponse,
     pub timings: Vec<StepTiming>,
+    /// When the issuer says the token dies (the v3 notifier's `expires_at`); the document takes the earlier of this
+    /// and the 03:30 IST rule. `None`: the rule alone.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A failed login, with the timings of the steps that completed.
@@ -118,6 +129,15 @@ pub enum LoginError {
     },
     #[error("`totp_secret` unusable")]
     TotpSecret(#[source] TotpError),
+    #[error("access-token request failed: {error}{}", advice(error.advice()))]
+    TokenRequest {
+        #[source]
+        error: Box<TokenRequestError>,
+    },
+    #[error(
+        "a browser login needs `mobile`, `pin` and `totp_secret` (fix: set them on the account, or `method = \"token-request\"`)"
+    )]
+    NoCredentials,
 }
 
 fn advice(a: Option<&str>) -> String {
@@ -138,31 +158,42 @@ impl LoginError {
             LoginError::Browser { error } => error.is_permanent(),
             LoginError::Exchange { error: ExchangeError::Refused(u) } => u.is_permanent(),
             LoginError::Exchange { .. } => false,
-            LoginError::TotpSecret(_) => true,
+            LoginError::TotpSecret(_) | LoginError::NoCredentials => true,
+            // A person is in the loop: never pester them with a second request within one run.
+            LoginError::TokenRequest { .. } => true,
         }
     }
 }
 
-/// What a login method needs from the run: the account's persisted TOTP fact and the Upstox API.
+/// What a login method needs from the run: the account's persisted facts and the Upstox API.
 pub struct LoginContext<'a> {
     pub account: &'a Account,
     pub upstox: &'a UpstoxConfig,
     pub api: &'a UpstoxApi,
     /// The last TOTP time step submitted for this account: never submitted again.
     pub last_totp_step: Option<u64>,
+    /// Whose tokens this account's are (configured, or seen before); a delivered token must be this user's.
+    pub expected_user_id: Option<String>,
+    /// When a token request may be sent (the run's trigger decides).
+    pub send_time: SendTime,
 }
 
 /// The closed set of ways to get a token.
+#[allow(clippy::large_enum_variant)] // one value of each per process: boxing would save nothing
 pub enum LoginMethod {
     /// Upstox's hosted login dialog in a real browser, then one exchange of the redirect's code.
     Browser(BrowserLogin),
+    /// Upstox's v3 access-token request, approved by the account holder, delivered to the notifier webhook.
+    TokenRequest(TokenRequestLogin),
 }
 
 impl LoginMethod {
-    /// One login, start to token. The observer hears of every PIN and TOTP before they are submitted.
+    /// One login, start to token. The observer hears of every PIN and TOTP before they are submitted, and of an
+    /// awaited approval before the wait.
     pub async fn login(&self, ctx: &LoginContext<'_>, observe: &mut Observer<'_>) -> Result<IssuedToken, LoginFailure> {
         match self {
             LoginMethod::Browser(method) => method.login(ctx, observe).await,
+            LoginMethod::TokenRequest(method) => method.login(ctx, observe).await,
         }
     }
 }
@@ -179,13 +210,14 @@ impl BrowserLogin {
     async fn login(&self, ctx: &LoginContext<'_>, observe: &mut Observer<'_>) -> Result<IssuedToken, LoginFailure> {
         let fail = |error, timings| LoginFailure { error, timings };
         let account = ctx.account;
-        let totp = TotpGenerator::new(&account.credentials.totp_secret)
-            .map_err(|e| fail(LoginError::TotpSecret(e), Vec::new()))?;
+        let credentials = account.credentials.as_ref().ok_or_else(|| fail(LoginError::NoCredentials, Vec::new()))?;
+        let totp =
+            TotpGenerator::new(&credentials.totp_secret).map_err(|e| fail(LoginError::TotpSecret(e), Vec::new()))?;
         let request = AuthorizationRequest::new(&ctx.upstox.authorize_url, &account.app);
         let inputs = FlowInputs {
             account: &account.name,
             request: &request,
-            credentials: &account.credentials,
+            credentials,
             totp: &totp,
             last_totp_step: ctx.last_totp_step,
         };
@@ -197,7 +229,7 @@ impl BrowserLogin {
         match ctx.api.exchange(&account.app, outcome.code).await {
             Ok(response) => {
                 record(&mut timings, &account.name, Step::Exchange, started);
-                Ok(IssuedToken { response, timings })
+                Ok(IssuedToken { response, timings, expires_at: None })
             }
             Err(error) => Err(fail(LoginError::Exchange { error }, timings)),
         }

@@ -1,19 +1,22 @@
-//! The login part of a run: whole logins with backoff until a token, a permanent error, the guard, or
-//! `login.max_attempts`; the lockout guard consulted before each, and every PIN and TOTP recorded through the
-//! coordinator's permit before the browser acts. Also the clock-skew warning, once per run.
+//! The login part of a run: the account's method, and for a browser account whole logins with backoff until a
+//! token, a permanent error, the guard, or `login.max_attempts`; the lockout guard consulted before each, and every
+//! PIN and TOTP recorded through the coordinator's permit before the browser acts. Also the clock-skew warning,
+//! once per run, and the fallback to a token request (once per token slot, after a page reason only).
 
 use std::time::Duration;
 
 use backon::BackoffBuilder;
 use chrono::Utc;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{RunError, Runner};
 use crate::config::Account;
+use crate::config::{Fallback, Method};
 use crate::coordinate::Permit;
 use crate::error::error_chain;
 use crate::login::browser::{BrowserError, PageRejection};
-use crate::login::{IssuedToken, LoginContext, LoginError, LoginEvent, Veto, guard};
+use crate::login::{IssuedToken, LoginContext, LoginError, LoginEvent, SendTime, Veto, guard, token_request};
+use crate::notify::Event;
 use crate::token;
 
 /// A clock further than this from Upstox's gets a warning: TOTP codes near a window's edge start failing.
@@ -28,6 +31,80 @@ pub(super) struct Attempts {
 }
 
 impl Runner {
+    /// A new token for `account` by its method; a browser account configured with `fallback = "token-request"`
+    /// falls back once per token slot when the browser path failed for a page reason.
+    pub(super) async fn obtain(
+        &self,
+        permit: &Permit<'_>,
+        account: &Account,
+        send_time: SendTime,
+    ) -> Result<Attempts, RunError> {
+        if account.method == Method::TokenRequest {
+            return self.request_token(permit, account, send_time).await.map_err(RunError::Login);
+        }
+        let browser = match self.login_with_retries(permit, account).await {
+            Err(RunError::Login(error))
+                if account.fallback == Fallback::TokenRequest && token_request::is_page_reason(&error) =>
+            {
+                error
+            }
+            other => return other,
+        };
+        // The slot is the token's validity period: from one 03:30 IST to the next.
+        let slot_end = token::expiry_for(Utc::now());
+        if !permit.take_fallback(slot_end)? {
+            warn!(slot_end = %slot_end.to_rfc3339(), "browser path failed for a page reason; the access-token request fallback was already taken in this slot");
+            return Err(RunError::Login(browser));
+        }
+        warn!(error = %error_chain(&browser), "browser path failed for a page reason; falling back to an access-token request (once in this slot)");
+        self.request_token(permit, account, send_time).await.map_err(|request| RunError::Fallback { browser, request })
+    }
+
+    /// One v3 access-token request, start to verified token. Never retried within the run: a person approves it.
+    async fn request_token(
+        &self,
+        permit: &Permit<'_>,
+        account: &Account,
+        send_time: SendTime,
+    ) -> Result<Attempts, LoginError> {
+        let api = self.api().map_err(|e| LoginError::TokenRequest {
+            error: Box::new(token_request::TokenRequestError::Unavailable(error_chain(&e))),
+        })?;
+        let known = permit.known_user_id().unwrap_or_else(|e| {
+            warn!(error = %error_chain(&e), "cannot read the account's known user id");
+            None
+        });
+        let ctx = LoginContext {
+            account,
+            upstox: &self.config.upstox,
+            api,
+            last_totp_step: None,
+            expected_user_id: account.user_id.clone().or(known),
+            send_time,
+        };
+        let mut observe = |event: LoginEvent| -> Result<(), Veto> {
+            if let LoginEvent::ApprovalRequested { until } = event {
+                info!(
+                    until = %token::ist(until).to_rfc3339(),
+                    "approval awaited: approve the access-token request in the Upstox app, via the WhatsApp message or on the developer apps page"
+                );
+                self.notifier.notify(Event::approval_requested(&account.name, token::ist(until)));
+            }
+            Ok(())
+        };
+        let result = self.token_request.login(&ctx, &mut observe).await;
+        let timings = match &result {
+            Ok(issued) => &issued.timings,
+            Err(failure) => &failure.timings,
+        };
+        for t in timings {
+            self.metrics.step_duration(t.step.as_str(), t.elapsed.as_secs_f64());
+            // After a fallback these follow the browser's steps.
+            self.step_log.push(&account.name, *t);
+        }
+        result.map(|issued| Attempts { issued, count: 1 }).map_err(|failure| failure.error)
+    }
+
     pub(super) async fn login_with_retries(
         &self,
         permit: &Permit<'_>,
@@ -65,7 +142,14 @@ impl Runner {
             self.metrics.guard_refusal(&account.name);
             return Err(RunError::Guard { account: account.name.clone(), refusal, location: permit.location() });
         }
-        let ctx = LoginContext { account, upstox: &self.config.upstox, api: self.api()?, last_totp_step };
+        let ctx = LoginContext {
+            account,
+            upstox: &self.config.upstox,
+            api: self.api()?,
+            last_totp_step,
+            expected_user_id: None,
+            send_time: SendTime::Now,
+        };
         let mut observe = |event: LoginEvent| -> Result<(), Veto> {
             let persisted = match event {
                 LoginEvent::TotpStepUsed(step) => permit.update_guard(|_, last| *last = Some(step)),
@@ -80,10 +164,11 @@ impl Runner {
                     })
                 }
                 LoginEvent::CodeReceived => permit.update_guard(|g, _| g.pin_submissions = 0),
+                LoginEvent::ApprovalRequested { .. } => return Ok(()),
             };
             persisted.map(|_| ()).map_err(|e| Veto(format!("cannot persist the lockout counter: {}", error_chain(&e))))
         };
-        let result = self.method.login(&ctx, &mut observe).await;
+        let result = self.browser.login(&ctx, &mut observe).await;
         let timings = match &result {
             Ok(issued) => &issued.timings,
             Err(failure) => &failure.timings,

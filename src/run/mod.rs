@@ -25,7 +25,8 @@ use crate::coordinate::{Coordinator, Permit};
 use crate::error::error_chain;
 use crate::login::StepTiming;
 use crate::login::browser::ArtifactStore;
-use crate::login::{BrowserLogin, LoginMethod, Step};
+use crate::login::token_request::{self, Outstanding};
+use crate::login::{BrowserLogin, LoginMethod, SendTime, Step, TokenRequestLogin};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::oauth::{TokenCheck, UpstoxApi};
@@ -41,7 +42,12 @@ pub struct Runner {
     config: Arc<Config>,
     publisher: Publisher,
     coordinator: Coordinator,
-    method: LoginMethod,
+    /// `LoginMethod::Browser`.
+    browser: LoginMethod,
+    /// `LoginMethod::TokenRequest`, as an account's method or its fallback.
+    token_request: LoginMethod,
+    /// The token requests awaiting approval, shared with the notifier webhook.
+    outstanding: Arc<Outstanding>,
     /// Built on first use: `status`, `/status` and an idle daemon never pay for the TLS set-up.
     api: OnceLock<UpstoxApi>,
     metrics: Arc<Metrics>,
@@ -54,17 +60,25 @@ impl Runner {
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Self, RunError> {
         let publisher = Publisher::new(&config.sinks).map_err(RunError::SinkSetup)?;
         let coordinator = Coordinator::Local(StateStore::new(&config.state_dir));
-        let method = LoginMethod::Browser(BrowserLogin {
+        let browser = LoginMethod::Browser(BrowserLogin {
             browser: config.browser.clone(),
             totp_min_remaining: config.login.totp_min_remaining,
             artifacts: ArtifactStore::new(config.failures_dir(), config.login.failure_artifacts_keep),
+        });
+        let outstanding = Arc::new(Outstanding::new());
+        let token_request = LoginMethod::TokenRequest(TokenRequestLogin {
+            outstanding: Arc::clone(&outstanding),
+            approval_timeout: config.login.approval_timeout,
+            notifier_path: config.server.notifier_path.clone(),
         });
         let notifier = Notifier::new(&config.notifiers, &config.notify, record::secrets(&config));
         Ok(Self {
             config,
             publisher,
             coordinator,
-            method,
+            browser,
+            token_request,
+            outstanding,
             api: OnceLock::new(),
             metrics,
             notifier,
@@ -72,7 +86,8 @@ impl Runner {
         })
     }
 
-    fn api(&self) -> Result<&UpstoxApi, RunError> {
+    /// The Upstox API client (built on first use), for the notifier webhook's verification too.
+    pub fn api(&self) -> Result<&UpstoxApi, RunError> {
         if let Some(api) = self.api.get() {
             return Ok(api);
         }
@@ -101,15 +116,26 @@ impl Runner {
         &self.notifier
     }
 
-    /// One run for `account`, bounded by `login.run_deadline_secs`, recorded in state and metrics.
-    #[tracing::instrument(skip_all, fields(account = %account.name))]
-    pub async fn run(&self, account: &Account, when_valid: WhenValid) -> Result<Outcome, RunError> {
+    /// The token requests awaiting approval: what the notifier webhook delivers to.
+    pub fn outstanding(&self) -> &Arc<Outstanding> {
+        &self.outstanding
+    }
+
+    /// One run for `account`, bounded by `login.run_deadline_secs` (plus, for an account that may send a token
+    /// request, the wait for 03:30 IST and `login.approval_timeout_secs`), recorded in state and metrics.
+    #[tracing::instrument(skip_all, fields(account = %account.name, %trigger))]
+    pub async fn run(&self, account: &Account, when_valid: WhenValid, trigger: Trigger) -> Result<Outcome, RunError> {
         let Some(permit) = self.coordinator.try_acquire(&account.name)? else {
             return Err(RunError::Busy(account.name.clone()));
         };
         let started = Instant::now();
-        let deadline = self.config.login.run_deadline;
-        let result = match tokio::time::timeout(deadline, self.run_with(&permit, account, when_valid)).await {
+        let send_time = trigger.send_time();
+        let mut deadline = self.config.login.run_deadline;
+        if account.may_request_token() {
+            deadline += token_request::longest_wait(Utc::now(), send_time, self.config.login.approval_timeout);
+        }
+        let result = match tokio::time::timeout(deadline, self.run_with(&permit, account, when_valid, send_time)).await
+        {
             Ok(r) => r,
             Err(_) => Err(RunError::Deadline(deadline)),
         };
@@ -123,6 +149,7 @@ impl Runner {
         permit: &Permit<'_>,
         account: &Account,
         when_valid: WhenValid,
+        send_time: SendTime,
     ) -> Result<Outcome, RunError> {
         let held = self.publisher.read(&account.name).await;
         let best = freshest(&held, Utc::now()).cloned();
@@ -137,7 +164,7 @@ impl Runner {
             }
         }
         let max_seen = held.iter().flatten().map(|d| d.generation).max().unwrap_or(0);
-        let attempts = self.login_with_retries(permit, account).await?;
+        let attempts = self.obtain(permit, account, send_time).await?;
         let publish_started = Instant::now();
         let issued = Utc::now();
         let response = attempts.issued.response;
@@ -152,10 +179,13 @@ impl Runner {
             exchanges: response.exchanges,
             products: response.products,
             issued_at: token::ist(issued),
-            expires_at: token::expiry_for(issued),
+            expires_at: document_expiry(issued, attempts.issued.expires_at),
             generation: permit.next_generation(max_seen)?,
         };
         self.publish(&doc, self.publisher.sinks().iter().collect()).await?;
+        if let Err(e) = permit.remember_user_id(&doc.user_id) {
+            warn!(error = %error_chain(&e), "could not remember the account's user id");
+        }
         self.metrics.step_duration(Step::Publish.as_str(), publish_started.elapsed().as_secs_f64());
         self.step_log.push(&account.name, StepTiming { step: Step::Publish, elapsed: publish_started.elapsed() });
         self.metrics.success(&account.name, issued.timestamp() as f64, doc.expires_at_unix() as f64);
@@ -193,5 +223,34 @@ impl Runner {
     async fn publish(&self, doc: &TokenDocument, targets: Vec<&Sink>) -> Result<(), RunError> {
         let failures = self.publisher.publish(doc, targets, &self.metrics).await;
         if failures.is_empty() { Ok(()) } else { Err(RunError::Publish { generation: doc.generation, failures }) }
+    }
+}
+
+/// The document's expiry for a token issued at `issued`: the 03:30 IST rule, or the issuer's own `stated` expiry
+/// when that is earlier (whole seconds, IST, as the document shows times).
+fn document_expiry(
+    issued: chrono::DateTime<Utc>,
+    stated: Option<chrono::DateTime<Utc>>,
+) -> chrono::DateTime<chrono::FixedOffset> {
+    let rule = token::expiry_for(issued);
+    match stated {
+        Some(stated) if stated < rule => token::ist(stated),
+        _ => rule,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_expires_at_the_earlier_of_the_rule_and_upstox_word() {
+        let utc = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let issued = utc("2026-11-28T08:30:05+05:30");
+        assert_eq!(document_expiry(issued, None).to_rfc3339(), "2026-11-29T03:30:00+05:30");
+        let later = utc("2026-11-29T05:00:00+05:30");
+        assert_eq!(document_expiry(issued, Some(later)).to_rfc3339(), "2026-11-29T03:30:00+05:30");
+        let earlier = utc("2026-11-28T23:59:59.750+05:30");
+        assert_eq!(document_expiry(issued, Some(earlier)).to_rfc3339(), "2026-11-28T23:59:59+05:30");
     }
 }

@@ -9,7 +9,7 @@ use crate::coordinate::CoordinationError;
 use crate::error::error_chain;
 use crate::login::browser::{BrowserError, PageRejection};
 use crate::login::guard::Refusal;
-use crate::login::{LoginError, StepTiming};
+use crate::login::{LoginError, SendTime, StepTiming, TokenRequestError};
 use crate::oauth::ExchangeError;
 use crate::sink::SinkError;
 use crate::state::FailureClass;
@@ -32,6 +32,17 @@ pub enum Trigger {
     Cron,
     /// The `login` command.
     Command,
+}
+
+impl Trigger {
+    /// When a token request started by this trigger may be sent: scheduled runs wait for 03:30 IST, the others
+    /// send at once.
+    pub fn send_time(self) -> SendTime {
+        match self {
+            Trigger::Cron => SendTime::AfterCutoff,
+            Trigger::Start | Trigger::Command => SendTime::Now,
+        }
+    }
 }
 
 impl std::fmt::Display for Trigger {
@@ -101,6 +112,8 @@ pub enum RunError {
     Guard { account: String, refusal: Refusal, location: String },
     #[error(transparent)]
     Login(#[from] LoginError),
+    #[error("{browser}; fell back to an access-token request, which failed too: {request}")]
+    Fallback { browser: LoginError, request: LoginError },
     #[error("the new token (generation {generation}) did not reach every sink: {}", .failures.iter().map(|(s, e)| format!("`{s}`: {}", error_chain(e))).collect::<Vec<_>>().join("; "))]
     Publish { generation: u64, failures: Vec<(String, SinkError)> },
     #[error("cannot set up a sink")]
@@ -128,26 +141,9 @@ impl RunError {
         match self {
             RunError::Busy(_) => FailureClass::Busy,
             RunError::Guard { .. } => FailureClass::Guard,
-            RunError::Login(LoginError::Browser { error }) => match error.as_ref() {
-                BrowserError::Rejected { rejection, .. } => match rejection {
-                    PageRejection::WrongPin(_) => FailureClass::WrongPin,
-                    PageRejection::TotpRejected(_) => FailureClass::TotpRejected,
-                    PageRejection::WrongMobile(_) => FailureClass::WrongMobile,
-                    PageRejection::AccountBlocked(_) => FailureClass::AccountBlocked,
-                    PageRejection::Other(_) => FailureClass::PageRejected,
-                },
-                BrowserError::BotBlocked { .. } => FailureClass::BotBlocked,
-                BrowserError::ElementTimeout { .. } => FailureClass::PageChanged,
-                BrowserError::RedirectTimeout { .. } => FailureClass::OutcomeUnknown,
-                BrowserError::Redirect(_) => FailureClass::Redirect,
-                BrowserError::Vetoed { .. } => FailureClass::Guard,
-                _ => FailureClass::Browser,
-            },
-            RunError::Login(LoginError::Exchange { error }) => match error {
-                ExchangeError::Refused(u) if u.is_permanent() => FailureClass::ExchangeRefused,
-                _ => FailureClass::Exchange,
-            },
-            RunError::Login(LoginError::TotpSecret(_)) => FailureClass::Setup,
+            RunError::Login(error) => login_class(error),
+            // The run ended without a token because the request failed too; the browser's reason is in the message.
+            RunError::Fallback { request, .. } => login_class(request),
             RunError::Publish { .. } => FailureClass::Publish,
             RunError::Deadline(_) => FailureClass::Deadline,
             RunError::SinkSetup(_) | RunError::Coordination(_) | RunError::Http(_) => FailureClass::Setup,
@@ -163,26 +159,13 @@ impl RunError {
             RunError::Guard { refusal: Refusal::CapReached { .. }, .. } => {
                 Some("wait for tomorrow (IST), after checking the PIN and TOTP secret".into())
             }
-            RunError::Login(LoginError::Browser { error }) => match error.as_ref() {
-                BrowserError::ElementTimeout { step, .. } => Some(format!(
-                    "look at the newest failure screenshot; if the page changed, update `browser.selectors.{step}_*`"
-                )),
-                BrowserError::Vetoed { .. } => Some("see the lockout guard's reason above".into()),
-                other => other.advice().map(str::to_owned),
-            },
-            RunError::Login(LoginError::Exchange { error: ExchangeError::Refused(u) }) => u.advice().map(str::to_owned),
-            RunError::Login(LoginError::TotpSecret(_)) => {
-                Some("check `totp_secret` (the base32 key shown when enabling TOTP)".into())
-            }
+            RunError::Login(error) => login_fix(error),
+            RunError::Fallback { request, .. } => login_fix(request),
             RunError::Publish { .. } => Some("check the sinks named above (disk, permissions, Redis)".into()),
             RunError::Deadline(_) => {
                 Some("look at the step timings (`status`); raise `login.run_deadline_secs`".into())
             }
-            RunError::Busy(_)
-            | RunError::Login(LoginError::Exchange { .. })
-            | RunError::SinkSetup(_)
-            | RunError::Coordination(_)
-            | RunError::Http(_) => None,
+            RunError::Busy(_) | RunError::SinkSetup(_) | RunError::Coordination(_) | RunError::Http(_) => None,
         }
     }
 
@@ -190,6 +173,7 @@ impl RunError {
     pub fn is_permanent(&self) -> bool {
         match self {
             RunError::Login(error) => error.is_permanent(),
+            RunError::Fallback { .. } => true,
             RunError::Guard { .. }
             | RunError::Busy(_)
             | RunError::Coordination(_)
@@ -197,5 +181,55 @@ impl RunError {
             | RunError::SinkSetup(_) => true,
             RunError::Publish { .. } | RunError::Deadline(_) => false,
         }
+    }
+}
+
+/// The class of a failed login, by either method.
+fn login_class(error: &LoginError) -> FailureClass {
+    match error {
+        LoginError::Browser { error } => match error.as_ref() {
+            BrowserError::Rejected { rejection, .. } => match rejection {
+                PageRejection::WrongPin(_) => FailureClass::WrongPin,
+                PageRejection::TotpRejected(_) => FailureClass::TotpRejected,
+                PageRejection::WrongMobile(_) => FailureClass::WrongMobile,
+                PageRejection::AccountBlocked(_) => FailureClass::AccountBlocked,
+                PageRejection::Other(_) => FailureClass::PageRejected,
+            },
+            BrowserError::BotBlocked { .. } => FailureClass::BotBlocked,
+            BrowserError::ElementTimeout { .. } => FailureClass::PageChanged,
+            BrowserError::RedirectTimeout { .. } => FailureClass::OutcomeUnknown,
+            BrowserError::Redirect(_) => FailureClass::Redirect,
+            BrowserError::Vetoed { .. } => FailureClass::Guard,
+            _ => FailureClass::Browser,
+        },
+        LoginError::Exchange { error } => match error {
+            ExchangeError::Refused(u) if u.is_permanent() => FailureClass::ExchangeRefused,
+            _ => FailureClass::Exchange,
+        },
+        LoginError::TotpSecret(_) | LoginError::NoCredentials => FailureClass::Setup,
+        LoginError::TokenRequest { error } => match error.as_ref() {
+            TokenRequestError::Expired { .. } | TokenRequestError::TimedOut { .. } => FailureClass::ApprovalMissing,
+            _ => FailureClass::TokenRequest,
+        },
+    }
+}
+
+/// What a human should do about a failed login, when we know.
+fn login_fix(error: &LoginError) -> Option<String> {
+    match error {
+        LoginError::Browser { error } => match error.as_ref() {
+            BrowserError::ElementTimeout { step, .. } => Some(format!(
+                "look at the newest failure screenshot; if the page changed, update `browser.selectors.{step}_*`"
+            )),
+            BrowserError::Vetoed { .. } => Some("see the lockout guard's reason above".into()),
+            other => other.advice().map(str::to_owned),
+        },
+        LoginError::Exchange { error: ExchangeError::Refused(u) } => u.advice().map(str::to_owned),
+        LoginError::Exchange { .. } => None,
+        LoginError::TotpSecret(_) => Some("check `totp_secret` (the base32 key shown when enabling TOTP)".into()),
+        LoginError::NoCredentials => {
+            Some("set the account's `mobile`, `pin` and `totp_secret`, or `method = \"token-request\"`".into())
+        }
+        LoginError::TokenRequest { error } => error.advice().map(str::to_owned),
     }
 }

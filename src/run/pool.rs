@@ -1,7 +1,7 @@
 //! Several accounts in one pass: the one loop that `login` and the daemon share. Each account's result is handed
 //! to the caller as soon as it is known; one account's failure never stops the others.
 
-use super::{Outcome, RunError, Runner, WhenValid};
+use super::{Outcome, RunError, Runner, Trigger, WhenValid};
 use crate::config::Account;
 
 /// One account's result within a pass.
@@ -16,11 +16,12 @@ pub async fn run_accounts<'a>(
     runner: &Runner,
     accounts: &[&'a Account],
     when_valid: WhenValid,
+    trigger: Trigger,
     mut on_done: impl FnMut(&AccountResult<'a>),
 ) -> Vec<AccountResult<'a>> {
     let mut results = Vec::with_capacity(accounts.len());
     for account in accounts {
-        let done = AccountResult { account, result: runner.run(account, when_valid).await };
+        let done = AccountResult { account, result: runner.run(account, when_valid, trigger).await };
         on_done(&done);
         results.push(done);
     }

@@ -48,9 +48,11 @@ impl StepLog {
 pub(super) fn secrets(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for a in &config.accounts {
-        out.push(a.credentials.mobile.clone());
-        out.push(a.credentials.pin.expose().to_owned());
-        out.push(a.credentials.totp_secret.expose().to_owned());
+        if let Some(c) = &a.credentials {
+            out.push(c.mobile.clone());
+            out.push(c.pin.expose().to_owned());
+            out.push(c.totp_secret.expose().to_owned());
+        }
         out.push(a.app.client_secret.expose().to_owned());
     }
     for s in &config.sinks {
