@@ -23,7 +23,9 @@ impl Daemon {
         Daemon::start_with(rig, &config, port, args).await
     }
 
-    async fn start_with(rig: &Rig, config: &Path, port: u16, args: &[&str]) -> Daemon {
+    /// `run` with `config` (whose `server.listen` is 127.0.0.1:`port`), `args` before the subcommand; returns once
+    /// `/healthz` answers.
+    pub async fn start_with(rig: &Rig, config: &Path, port: u16, args: &[&str]) -> Daemon {
         let log = rig.path("daemon.log");
         let mut all: Vec<&str> = args.to_vec();
         all.push("run");
