@@ -21,6 +21,7 @@ pub struct Metrics {
     login_duration: Family<Labels, Histogram>,
     sink_write_failures: Family<Labels, Counter>,
     lockout_guard_refusals: Family<Labels, Counter>,
+    notifier_posts: Family<Labels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -42,6 +43,7 @@ impl Metrics {
         let login_duration = Family::<Labels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
         let sink_write_failures = Family::<Labels, Counter>::default();
         let lockout_guard_refusals = Family::<Labels, Counter>::default();
+        let notifier_posts = Family::<Labels, Counter>::default();
         registry.register("login_attempts", "Login runs per account by result", login_attempts.clone());
         registry.register(
             "last_success_timestamp_seconds",
@@ -60,6 +62,11 @@ impl Metrics {
             "Logins refused by the PIN lockout guard",
             lockout_guard_refusals.clone(),
         );
+        registry.register(
+            "notifier_posts",
+            "POSTs to the notifier webhook by HTTP status answered (200: a verified token was delivered)",
+            notifier_posts.clone(),
+        );
         Self {
             registry,
             login_attempts,
@@ -68,6 +75,7 @@ impl Metrics {
             login_duration,
             sink_write_failures,
             lockout_guard_refusals,
+            notifier_posts,
         }
     }
 
@@ -100,6 +108,10 @@ impl Metrics {
         self.lockout_guard_refusals.get_or_create(&Self::l(&[("account", account)])).inc();
     }
 
+    pub fn notifier_post(&self, status: u16) {
+        self.notifier_posts.get_or_create(&Self::l(&[("status", &status.to_string())])).inc();
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -120,6 +132,7 @@ mod tests {
         m.success("primary", 1.0, 2.0);
         m.step_duration("pin", 0.3);
         m.sink_failure("redis:k");
+        m.notifier_post(403);
         let text = m.render();
         for name in [
             "upstox_relogin_login_attempts_total{account=\"primary\",result=\"success\"} 1",
@@ -127,6 +140,7 @@ mod tests {
             "upstox_relogin_token_expiry_timestamp_seconds{account=\"primary\"} 2",
             "upstox_relogin_login_duration_seconds_bucket",
             "upstox_relogin_sink_write_failures_total{sink=\"redis:k\"} 1",
+            "upstox_relogin_notifier_posts_total{status=\"403\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -34,38 +34,45 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn notify(State(runner): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let status = verdict(&runner, &headers, body).await;
+    runner.metrics().notifier_post(status.as_u16());
+    answer(status)
+}
+
+/// The status to answer `body` with, logged; a 200 means the token went to the run waiting for it.
+async fn verdict(runner: &AppState, headers: &HeaderMap, body: Body) -> StatusCode {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
         warn!(limit = BODY_LIMIT, "notifier webhook: body too large; refused, nothing published");
-        return answer(StatusCode::PAYLOAD_TOO_LARGE);
+        return StatusCode::PAYLOAD_TOO_LARGE;
     }
     let body = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
         Ok(Ok(body)) => body,
         Ok(Err(_)) => {
             warn!(limit = BODY_LIMIT, "notifier webhook: body too large or unreadable; refused, nothing published");
-            return answer(StatusCode::PAYLOAD_TOO_LARGE);
+            return StatusCode::PAYLOAD_TOO_LARGE;
         }
         Err(_) => {
             warn!(timeout = ?BODY_READ_TIMEOUT, "notifier webhook: body not sent in time; refused, nothing published");
-            return answer(StatusCode::REQUEST_TIMEOUT);
+            return StatusCode::REQUEST_TIMEOUT;
         }
     };
     let api = match runner.api() {
         Ok(api) => api,
         Err(e) => {
             warn!(error = %error_chain(&e), "notifier webhook: no API client to verify with; refused, nothing published");
-            return answer(StatusCode::SERVICE_UNAVAILABLE);
+            return StatusCode::SERVICE_UNAVAILABLE;
         }
     };
     match runner.outstanding().accept(&body, api, Utc::now()).await {
         Ok(accepted) => {
             info!(account = %accepted.account, user_id = %accepted.user_id, "notifier webhook: token verified and handed to the waiting run");
-            answer(StatusCode::OK)
+            StatusCode::OK
         }
         Err(refusal) => {
             let status = StatusCode::from_u16(refusal.http_status()).unwrap_or(StatusCode::FORBIDDEN);
             warn!(status = status.as_u16(), reason = %refusal, "notifier webhook: POST refused; nothing published");
-            answer(status)
+            status
         }
     }
 }
