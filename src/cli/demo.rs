@@ -49,6 +49,16 @@ pub struct SimulateArgs {
     /// Fault: every `Date` header is this many seconds off (the clock-skew warning).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub date_skew_secs: i64,
+    /// Where an approved v3 access-token request's token is POSTed (the app's notifier webhook).
+    #[arg(long, default_value = "http://127.0.0.1:8787/upstox/notifier")]
+    pub notifier_url: String,
+    /// The account holder approves a v3 access-token request by themselves this long after it arrives (else only
+    /// `POST /sim/approve/{client_id}` approves).
+    #[arg(long)]
+    pub approve_after_ms: Option<u64>,
+    /// Fault: the account holder never approves a v3 access-token request.
+    #[arg(long)]
+    pub never_approve: bool,
 }
 
 /// `simulate`: serve until SIGINT/SIGTERM.
@@ -64,8 +74,13 @@ pub async fn simulate(args: SimulateArgs) -> ExitStatus {
         bot_block_after_pin: args.bot_block_after_pin,
         pin_delay_ms: args.pin_delay_ms,
         date_skew_secs: args.date_skew_secs,
+        approve_after_ms: args.approve_after_ms,
+        never_approve: args.never_approve,
         ..Faults::default()
     };
+    for client in &mut config.clients {
+        client.notifier_url = Some(args.notifier_url.clone());
+    }
     let sim = match Simulator::start(config, args.listen).await {
         Ok(s) => s,
         Err(e) => {
@@ -74,7 +89,12 @@ pub async fn simulate(args: SimulateArgs) -> ExitStatus {
         }
     };
     println!("# Upstox simulator listening on {}", sim.base_url());
-    println!("# Save this as sim.toml, then: upstox-relogin --config sim.toml login\n");
+    println!("# Save this as sim.toml, then: upstox-relogin --config sim.toml login");
+    println!(
+        "# Browser-free: add method = \"token-request\" to the account; approve with POST {}sim/approve/<client_id>",
+        sim.base_url()
+    );
+    println!("# (or start with --approve-after-ms 500); the token goes to {}\n", args.notifier_url);
     let token_path = args.state_dir.join("{account}.json").display().to_string();
     println!(
         "{}",
