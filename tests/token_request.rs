@@ -177,7 +177,8 @@ async fn login_serves_the_webhook_while_it_waits_and_publishes_nothing_unless_a_
     assert_eq!(text.lines().count() - without.len(), 3, "the three credentials were in the config");
     std::fs::write(&config, without.join("\n")).unwrap();
 
-    let run = rig.cli(&config, &["login"]).await;
+    let trace = [("RUST_LOG", "trace")];
+    let run = rig.cli_env(&config, &["login"], &trace).await;
     run.assert_code(0);
     assert!(run.stderr().contains("Upstox app, WhatsApp message, or the developer apps page"), "{}", run.stderr());
     assert!(run.stderr().contains("approval awaited"), "{}", run.stderr());
@@ -200,7 +201,7 @@ async fn login_serves_the_webhook_while_it_waits_and_publishes_nothing_unless_a_
     ] {
         rig.sim.set_faults(faults.clone());
         let before = rig.sim.journal().deliveries.len();
-        let run = rig.cli(&config, &["login", "--force"]).await;
+        let run = rig.cli_env(&config, &["login", "--force"], &trace).await;
         run.assert_code(1);
         let journal = rig.sim.journal();
         assert_eq!(journal.deliveries.len(), before + 1, "{faults:?}");
