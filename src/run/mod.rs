@@ -182,10 +182,11 @@ impl Runner {
             expires_at: document_expiry(issued, attempts.issued.expires_at),
             generation: permit.next_generation(max_seen)?,
         };
-        self.publish(&doc, self.publisher.sinks().iter().collect()).await?;
+        // Whose token this is, as Upstox said: a token later delivered to the notifier webhook must be this user's.
         if let Err(e) = permit.remember_user_id(&doc.user_id) {
             warn!(error = %error_chain(&e), "could not remember the account's user id");
         }
+        self.publish(&doc, self.publisher.sinks().iter().collect()).await?;
         self.metrics.step_duration(Step::Publish.as_str(), publish_started.elapsed().as_secs_f64());
         self.step_log.push(&account.name, StepTiming { step: Step::Publish, elapsed: publish_started.elapsed() });
         self.metrics.success(&account.name, issued.timestamp() as f64, doc.expires_at_unix() as f64);
