@@ -4,15 +4,15 @@
 //! notifier webhook once the account holder approves, and the profile (`GET /v2/user/profile`) that vouches for a
 //! delivered token.
 //!
-//! Pure: building and interpreting only (unit-tested); the reqwest calls are `UpstoxApi::request_access_token` and
-//! `UpstoxApi::profile` in `oauth`. Nothing here logs, and no error message repeats a value from a payload: the
+//! Building and interpreting are pure (unit-tested); the two reqwest calls, `UpstoxApi::request_access_token` and
+//! `UpstoxApi::profile`, are thin adapters on `oauth`'s client (redirects off, timeouts), defined at the end. Nothing here logs, and no error message repeats a value from a payload: the
 //! webhook's body comes from the internet, unauthenticated.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::OAuthApp;
-use crate::oauth::{TokenResponse, UpstoxError, interpret_error};
+use crate::oauth::{TokenResponse, UpstoxApi, UpstoxError, interpret_error};
 use crate::secret::AccessToken;
 
 /// The request's JSON body (`{"client_secret": …}`). Upstox's Python sample sends a form body by mistake; this is
@@ -249,6 +249,36 @@ fn de_opt_epoch_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Date
 
 fn de_null_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The two calls of this protocol, on `oauth`'s client: thin reqwest adapters around the pure functions above.
+impl UpstoxApi {
+    /// POST Upstox's v3 access-token request for `app` (JSON body, no auth header) [doc]. One call, one request: a
+    /// transport error may still have created one at Upstox, so callers do not resend on their own.
+    pub async fn request_access_token(&self, app: &OAuthApp) -> Result<RequestAccepted, RequestError> {
+        let url = self.upstox_config().token_request_url(&app.client_id);
+        let transport = |source| RequestError::Transport { url: url.to_string(), source };
+        let response = self
+            .http()
+            .post(url.clone())
+            .header("accept", "application/json")
+            .json(&request_body(app))
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(transport)?;
+        interpret_request_response(status, &body)
+    }
+
+    /// The profile behind `token` (`GET /v2/user/profile`): whose it is, or Upstox's refusal. Transport failures
+    /// are errors, not verdicts.
+    pub async fn profile(&self, token: &AccessToken) -> Result<ProfileAnswer, reqwest::Error> {
+        let response = self.profile_request(token).send().await?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await?;
+        Ok(interpret_profile(status, &body))
+    }
 }
 
 #[cfg(test)]

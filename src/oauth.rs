@@ -12,7 +12,6 @@ use rand::RngCore;
 use serde::Deserialize;
 use url::Url;
 
-use crate::access_request::{self, ProfileAnswer, RequestAccepted, RequestError};
 use crate::config::{OAuthApp, UpstoxConfig};
 use crate::secret::{AccessToken, AuthCode};
 
@@ -326,34 +325,18 @@ impl UpstoxApi {
         Ok(date.and_then(|d| clock_skew(d, sent, received)))
     }
 
-    /// POST Upstox's v3 access-token request for `app` (JSON body, no auth header) [doc]. One call, one request: a
-    /// transport error may still have created one at Upstox, so callers do not resend on their own.
-    pub async fn request_access_token(&self, app: &OAuthApp) -> Result<RequestAccepted, RequestError> {
-        let url = self.config.token_request_url(&app.client_id);
-        let transport = |source| RequestError::Transport { url: url.to_string(), source };
-        let response = self
-            .http
-            .post(url.clone())
-            .header("accept", "application/json")
-            .json(&access_request::request_body(app))
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(transport)?;
-        access_request::interpret_request_response(status, &body)
+    /// The HTTP client (redirects off, timeouts), for the thin adapters of other protocol modules.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
-    /// The profile behind `token` (`GET /v2/user/profile`): whose it is, or Upstox's refusal. Transport failures
-    /// are errors, not verdicts.
-    pub async fn profile(&self, token: &AccessToken) -> Result<ProfileAnswer, reqwest::Error> {
-        let response = self.profile_request(token).send().await?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await?;
-        Ok(access_request::interpret_profile(status, &body))
+    /// The API's settings (base URL, timeouts).
+    pub(crate) fn upstox_config(&self) -> &UpstoxConfig {
+        &self.config
     }
 
-    fn profile_request(&self, token: &AccessToken) -> reqwest::RequestBuilder {
+    /// `GET /v2/user/profile` with `token` as the bearer (a sensitive header: never logged).
+    pub(crate) fn profile_request(&self, token: &AccessToken) -> reqwest::RequestBuilder {
         let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer invalid"));
         auth.set_sensitive(true);
