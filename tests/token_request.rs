@@ -145,7 +145,8 @@ async fn daemon_sends_one_request_without_a_browser_publishes_the_verified_token
     // One request, no browser: no dialog was opened, no step typed, no chromedriver ever ran.
     let journal = rig.sim.journal();
     assert_eq!(journal.token_requests.len(), 1, "one request");
-    assert!(journal.states_seen.is_empty() && journal.mobile_submissions == 0, "no dialog was opened");
+    assert!(journal.logins.is_empty() && journal.states_seen.is_empty(), "no dialog was opened");
+    assert_eq!(journal.mobile_submissions, 0);
     assert_eq!(journal.deliveries.iter().map(|d| d.status).collect::<Vec<_>>(), [Some(200), Some(403)]);
     assert!(rig.chromedriver_pids().is_empty());
     let (_, metrics) = get(&d, "/metrics").await;
@@ -210,7 +211,7 @@ async fn login_serves_the_webhook_while_it_waits_and_publishes_nothing_unless_a_
         assert_no_secrets("login refused delivery", &rig, &run.all_output(), &[]);
     }
     assert_eq!(rig.sim.journal().token_requests.len(), 4, "one request per login");
-    assert!(rig.sim.journal().states_seen.is_empty(), "no browser");
+    assert!(rig.sim.journal().logins.is_empty(), "no browser: no dialog was opened");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
