@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{Value, json};
 use support::daemon::Daemon;
-use support::{Rig, find_secrets, free_port, http_get, toml_set, wait_for};
+use support::{HookReceiver, Rig, find_secrets, free_port, http_get, toml_set, wait_for};
 use upstox_relogin::simulator::Faults;
 
 /// A config for account `primary` with `method` and `fallback`, the server on `port`, approvals awaited at most
@@ -176,11 +176,19 @@ async fn login_serves_the_webhook_while_it_waits_and_publishes_nothing_unless_a_
         .filter(|l| !["mobile =", "pin =", "totp_secret ="].iter().any(|k| l.trim_start().starts_with(k)))
         .collect();
     assert_eq!(text.lines().count() - without.len(), 3, "the three credentials were in the config");
-    std::fs::write(&config, without.join("\n")).unwrap();
+    // A webhook notifier hears that approval is awaited.
+    let receiver = HookReceiver::start(&[]).await;
+    let notifier = format!("\n[[notifiers]]\ntype = \"webhook\"\nurl = \"{}\"\n", receiver.url("/hook"));
+    std::fs::write(&config, without.join("\n") + &notifier).unwrap();
 
     let trace = [("RUST_LOG", "trace")];
     let run = rig.cli_env(&config, &["login"], &trace).await;
     run.assert_code(0);
+    let told: Vec<Value> = receiver.requests().into_iter().map(|(_, body)| body).collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!((told[0]["event"].as_str(), told[0]["account"].as_str()), (Some("approval_requested"), Some("primary")));
+    let token = rig.read_token()["access_token"].as_str().unwrap().to_owned();
+    assert!(!told[0].to_string().contains(&token), "no token in a notification");
     assert!(run.stderr().contains("Upstox app, WhatsApp message, or the developer apps page"), "{}", run.stderr());
     assert!(run.stderr().contains("approval awaited"), "{}", run.stderr());
     assert_eq!(rig.read_token()["generation"], 1);
