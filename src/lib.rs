@@ -4,7 +4,8 @@
 //! 1. values: `config` (what the user asked for), `secret`, `totp`, `token`, `error`;
 //! 2. parts: `oauth` (the protocol), `access_request` (Upstox's v3 access-token request and its webhook payload),
 //!    `state` (what survives restarts), `sink` (where tokens go), `metrics`, `notify` (telling people: webhook,
-//!    Slack, Discord, Telegram);
+//!    Slack, Discord, Telegram), `market` (the days NSE is closed), `schedule` (when a run is due, retry deadlines,
+//!    the check before the open);
 //! 3. `coordinate` (may I log this account in now, with which generation), `login` (the ways to get a token:
 //!    `login::browser` drives the hosted dialog; `login::guard` is the lockout guard);
 //! 4. `run` (one account's run, the pass over accounts, publishing);
@@ -26,6 +27,9 @@ pub mod notify;
 pub mod oauth;
 pub mod sink;
 pub mod state;
+
+pub mod market;
+pub mod schedule;
 
 pub mod coordinate;
 pub mod login;

@@ -5,10 +5,12 @@
 //! a browser or Redis. Every problem names its key (`schedule.cron`, `accounts[0].pin`), and all problems are
 //! reported at once so a user fixes the file in one pass.
 
+mod market_day;
 mod ops;
 pub mod raw;
 mod validate;
 
+pub use market_day::{MarketDay, parse_extra_holidays, read_extra_holidays};
 pub use ops::{LogFormat, MIN_AUTH_TOKEN_LEN, NotifierConfig, NotifyPolicy, peek_log_format};
 pub use raw::RawConfig;
 
@@ -84,6 +86,8 @@ pub struct ScheduleConfig {
     pub parsed: croner::Cron,
     pub timezone: chrono_tz::Tz,
     pub on_start: OnStart,
+    /// Holidays, retries until a deadline and the check before the open (`schedule.skip_holidays` …).
+    pub market: MarketDay,
 }
 
 impl ScheduleConfig {
@@ -117,6 +121,11 @@ impl UpstoxConfig {
             segments.push(client_id);
         }
         url
+    }
+
+    /// The market holidays list (no token needed) [doc].
+    pub fn holidays_url(&self) -> Url {
+        join_api(&self.api_base_url, "v2/market/holidays")
     }
 }
 

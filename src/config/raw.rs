@@ -77,11 +77,38 @@ pub struct RawSchedule {
     /// At daemon start: "if-stale" | "always" | "never" (parsed into `OnStart` by validation, so that a bad value is
     /// reported together with every other problem).
     pub on_start: String,
+    /// Skip cron runs on days NSE is closed: Upstox's holiday list (`GET {api_base_url}/v2/market/holidays`, a date
+    /// whose `closed_exchanges` holds "NSE") and `extra_holidays_file`. `on_start` and `login` never skip.
+    pub skip_holidays: bool,
+    /// More closed dates from the operator: one `YYYY-MM-DD` a line, `#` starts a comment. Re-read once a day.
+    pub extra_holidays_file: Option<PathBuf>,
+    /// A failed cron run is retried until this time of day, Asia/Kolkata (`HH:MM` or `HH:MM:SS`).
+    pub retry_until: String,
+    /// Pause between retried cron runs: starts here, doubles, with jitter …
+    pub retry_min_backoff_secs: u64,
+    /// … capped here.
+    pub retry_max_backoff_secs: u64,
+    /// When the market opens, Asia/Kolkata (`HH:MM` or `HH:MM:SS`).
+    pub market_open: String,
+    /// Minutes before `market_open` at which every account must hold a valid token, on days the cron runs and NSE
+    /// is open; an account without one raises `token_missing_near_open`. 0: no check.
+    pub token_check_mins_before_open: u64,
 }
 
 impl Default for RawSchedule {
     fn default() -> Self {
-        Self { cron: "0 30 8 * * Mon-Fri".into(), timezone: "Asia/Kolkata".into(), on_start: "if-stale".into() }
+        Self {
+            cron: "0 30 8 * * Mon-Fri".into(),
+            timezone: "Asia/Kolkata".into(),
+            on_start: "if-stale".into(),
+            skip_holidays: true,
+            extra_holidays_file: None,
+            retry_until: "09:00".into(),
+            retry_min_backoff_secs: 60,
+            retry_max_backoff_secs: 300,
+            market_open: "09:15".into(),
+            token_check_mins_before_open: 15,
+        }
     }
 }
 

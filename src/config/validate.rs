@@ -14,11 +14,25 @@ use super::raw::{RawAccount, RawSink};
 use super::*;
 use crate::secret::{ClientSecret, Pin, TotpSecret};
 
+#[derive(Default)]
 pub(super) struct Problems(Vec<Problem>);
 
 impl Problems {
     pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem { key: key.into(), message: message.into() });
+    }
+
+    /// How many problems so far (to tell whether a part of the config added any).
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[cfg(test)]
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
     }
 }
 
@@ -59,6 +73,8 @@ impl RawConfig {
             },
         );
 
+        let market = market_day::validate(&mut p, &self.schedule);
+
         let authorize_url = api_url(&mut p, "upstox.authorize_url", &self.upstox.authorize_url);
         let api_base_url = api_url(&mut p, "upstox.api_base_url", &self.upstox.api_base_url);
         positive(&mut p, "upstox.http_timeout_secs", self.upstox.http_timeout_secs);
@@ -84,6 +100,7 @@ impl RawConfig {
                 parsed: cron.expect("validated"),
                 timezone: timezone.expect("validated"),
                 on_start,
+                market: market.expect("validated"),
             },
             upstox: UpstoxConfig {
                 authorize_url: authorize_url.expect("validated"),
