@@ -1,7 +1,9 @@
 //! Prometheus metrics (prometheus-client, an explicit registry passed around; no global recorder).
 //!
 //! Names are part of the public contract; all carry the `upstox_relogin_` prefix. This module only counts; it
-//! never decides anything.
+//! never decides anything. Two expositions of the same registry: OpenMetrics (`render`, the default) and the
+//! Prometheus text format 0.0.4 (`render_prometheus_text`, for `Accept: text/plain;version=0.0.4`), both accepted
+//! by `promtool check metrics`; `negotiate` picks one from an `Accept` header.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +24,9 @@ pub struct Metrics {
     sink_write_failures: Family<Labels, Counter>,
     lockout_guard_refusals: Family<Labels, Counter>,
     notifier_posts: Family<Labels, Counter>,
+    token_generation: Family<Labels, Gauge>,
+    pin_submissions: Family<Labels, Gauge>,
+    skip_check_duration: Histogram,
 }
 
 fn duration_histogram() -> Histogram {
@@ -44,7 +49,11 @@ impl Metrics {
         let sink_write_failures = Family::<Labels, Counter>::default();
         let lockout_guard_refusals = Family::<Labels, Counter>::default();
         let notifier_posts = Family::<Labels, Counter>::default();
-        registry.register("login_attempts", "Login runs per account by result", login_attempts.clone());
+        registry.register(
+            "login_attempts",
+            "Runs per account by result: success (logged in), skipped (valid everywhere), republished (a valid token copied to sinks that lacked it), failed",
+            login_attempts.clone(),
+        );
         registry.register(
             "last_success_timestamp_seconds",
             "Unix time of the last successful login",
@@ -55,7 +64,11 @@ impl Metrics {
             "Unix time at which the published token expires",
             token_expiry.clone(),
         );
-        registry.register("login_duration_seconds", "Duration of login steps", login_duration.clone());
+        registry.register(
+            "login_duration_seconds",
+            "Duration of login steps, by step; step=total is a whole run that logged in or failed",
+            login_duration.clone(),
+        );
         registry.register("sink_write_failures", "Failed writes per sink", sink_write_failures.clone());
         registry.register(
             "lockout_guard_refusals",
@@ -67,6 +80,24 @@ impl Metrics {
             "POSTs to the notifier webhook by HTTP status answered (200: a verified token was delivered)",
             notifier_posts.clone(),
         );
+        let token_generation = Family::<Labels, Gauge>::default();
+        registry.register(
+            "token_generation",
+            "Generation of the newest token document the sinks hold (valid or not)",
+            token_generation.clone(),
+        );
+        let pin_submissions = Family::<Labels, Gauge>::default();
+        registry.register(
+            "pin_submissions_without_code",
+            "PIN submissions today (IST) that did not end with a code, as the lockout guard counts them",
+            pin_submissions.clone(),
+        );
+        let skip_check_duration = duration_histogram();
+        registry.register(
+            "skip_check_duration_seconds",
+            "Duration of runs that kept a still-valid token (checked with Upstox, copied to sinks that lacked it)",
+            skip_check_duration.clone(),
+        );
         Self {
             registry,
             login_attempts,
@@ -76,6 +107,9 @@ impl Metrics {
             sink_write_failures,
             lockout_guard_refusals,
             notifier_posts,
+            token_generation,
+            pin_submissions,
+            skip_check_duration,
         }
     }
 
@@ -96,6 +130,28 @@ impl Metrics {
         self.token_expiry.get_or_create(&Self::l(&[("account", account)])).set(expires_unix);
     }
 
+    /// The newest document the sinks hold for `account`: its expiry (Unix seconds) and generation.
+    pub fn token(&self, account: &str, generation: u64, expires_unix: f64) {
+        self.token_expiry(account, expires_unix);
+        let generation = i64::try_from(generation).unwrap_or(i64::MAX);
+        self.token_generation.get_or_create(&Self::l(&[("account", account)])).set(generation);
+    }
+
+    /// The last successful login (Unix seconds), e.g. as persisted before a restart.
+    pub fn last_success(&self, account: &str, at_unix: f64) {
+        self.last_success.get_or_create(&Self::l(&[("account", account)])).set(at_unix);
+    }
+
+    /// The lockout guard's count of today's PIN submissions without a code.
+    pub fn pin_submissions(&self, account: &str, count: u32) {
+        self.pin_submissions.get_or_create(&Self::l(&[("account", account)])).set(i64::from(count));
+    }
+
+    /// A run that kept a still-valid token (kept apart from logins: 0.3 s checks would drown 2 s logins).
+    pub fn skip_check_duration(&self, secs: f64) {
+        self.skip_check_duration.observe(secs);
+    }
+
     pub fn step_duration(&self, step: &str, secs: f64) {
         self.login_duration.get_or_create(&Self::l(&[("step", step)])).observe(secs);
     }
@@ -112,13 +168,82 @@ impl Metrics {
         self.notifier_posts.get_or_create(&Self::l(&[("status", &status.to_string())])).inc();
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition (`application/openmetrics-text; version=1.0.0`).
     pub fn render(&self) -> String {
         let mut out = String::new();
         // invariant: writing to a String cannot fail
         encode(&mut out, &self.registry).expect("encode to String");
         out
     }
+
+    /// The Prometheus text exposition, format 0.0.4 (`text/plain; version=0.0.4`).
+    pub fn render_prometheus_text(&self) -> String {
+        openmetrics_to_prometheus_text(&self.render())
+    }
+}
+
+/// An exposition format of `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    PrometheusText,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// The format an `Accept` header asks for: the Prometheus text format when `text/plain` is preferred (by q-value)
+/// over OpenMetrics, OpenMetrics otherwise (also without a header, or for `*/*`).
+pub fn negotiate(accept: Option<&str>) -> Format {
+    let (mut openmetrics, mut text) = (-1.0f32, -1.0f32);
+    for range in accept.unwrap_or_default().split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" => text = text.max(q),
+            _ => {}
+        }
+    }
+    if text > 0.0 && text > openmetrics { Format::PrometheusText } else { Format::OpenMetrics }
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4: a counter family `x` (samples `x_total`) is described as
+/// `x_total`, and `# UNIT` and `# EOF` lines go. Only what prometheus-client writes is handled (counters, gauges,
+/// histograms, no exemplars).
+fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let described = ["# HELP ", "# TYPE "].into_iter().find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match described {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) { "_total" } else { "" };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -144,5 +269,38 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn prometheus_text_describes_counters_by_their_sample_names() {
+        let m = Metrics::new();
+        m.attempt("primary", "republished");
+        m.token("primary", 7, 2.0);
+        let text = m.render_prometheus_text();
+        for line in [
+            "# TYPE upstox_relogin_login_attempts_total counter",
+            "upstox_relogin_login_attempts_total{account=\"primary\",result=\"republished\"} 1",
+            "# TYPE upstox_relogin_token_generation gauge",
+            "upstox_relogin_token_generation{account=\"primary\"} 7",
+            "# TYPE upstox_relogin_skip_check_duration_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+        assert!(text.lines().any(|l| l.starts_with("# HELP upstox_relogin_login_attempts_total Runs per account")));
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+        assert!(m.render().ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn accept_headers_pick_the_format() {
+        assert_eq!(negotiate(None), Format::OpenMetrics);
+        assert_eq!(negotiate(Some("*/*")), Format::OpenMetrics);
+        assert_eq!(negotiate(Some("text/plain;version=0.0.4")), Format::PrometheusText);
+        assert_eq!(negotiate(Some("text/plain; version=0.0.4; charset=utf-8")), Format::PrometheusText);
+        // What Prometheus itself sends: OpenMetrics first.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(negotiate(Some("application/openmetrics-text;q=0.2, text/plain;q=0.9")), Format::PrometheusText);
+        assert_eq!(negotiate(Some("text/plain;q=0")), Format::OpenMetrics);
     }
 }

@@ -40,15 +40,18 @@ pub enum StateError {
     },
 }
 
-/// How a run ended, as persisted and shown by `status` (`"success"`, `"skipped"`, `"failed"` in JSON).
+/// How a run ended, as persisted and shown by `status` (`"success"`, `"skipped"`, `"republished"`, `"failed"` in
+/// JSON; the spellings are stable).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum AttemptResult {
     /// A new token was issued and published.
     Success,
-    /// The published token was still valid (and was copied to any sink that lacked it).
+    /// The published token was still valid in every sink.
     Skipped,
     Failed,
+    /// The published token was still valid and was copied to sinks that lacked it; no login was needed.
+    Republished,
 }
 
 impl AttemptResult {
@@ -58,6 +61,7 @@ impl AttemptResult {
             AttemptResult::Success => "success",
             AttemptResult::Skipped => "skipped",
             AttemptResult::Failed => "failed",
+            AttemptResult::Republished => "republished",
         }
     }
 }
@@ -331,6 +335,20 @@ mod tests {
         // A class from a newer version reads as `other` rather than making the file corrupt.
         let newer = r#"{"at":"2026-11-28T08:30:00+05:30","result":"failed","class":"solar_flare"}"#;
         assert_eq!(serde_json::from_str::<Attempt>(newer).unwrap().class, Some(FailureClass::Other));
+    }
+
+    #[test]
+    fn attempt_results_keep_their_spellings() {
+        for (result, json) in [
+            (AttemptResult::Success, "\"success\""),
+            (AttemptResult::Skipped, "\"skipped\""),
+            (AttemptResult::Failed, "\"failed\""),
+            (AttemptResult::Republished, "\"republished\""),
+        ] {
+            assert_eq!(serde_json::to_string(&result).unwrap(), json);
+            assert_eq!(serde_json::from_str::<AttemptResult>(json).unwrap(), result);
+            assert_eq!(format!("\"{result}\""), json);
+        }
     }
 
     #[test]

@@ -1,16 +1,26 @@
 //! What each account looks like right now, for `status`, `/status` and `/readyz`: built from the coordinator's
-//! facts and what the sinks hold, so it works whether or not the daemon runs.
+//! facts and what the sinks hold (probed with short timeouts and cached briefly: `run::probe`), so it works whether
+//! or not the daemon runs, and a hung sink costs one short timeout, not one per request.
+//!
+//! An account is *ready* when every sink holds a valid token for it, or when it is not due yet: no scheduled run
+//! has happened since the last 03:30 IST expiry (overnight, a weekend without ticks, a day NSE is closed and
+//! `schedule.skip_holidays` skips; `schedule::due_since`).
 //!
 //! A report carries expiry, generation and attempt results, never a token or a secret: `AccountStatus` has no
 //! field that could hold one. This module builds data; `cli` prints it and `http` serves it.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
 use serde::Serialize;
 
+use crate::config::Account;
 use crate::error::error_chain;
 use crate::login::browser::newest_screenshot;
+use crate::market::ClosedDays;
 use crate::run::Runner;
-use crate::run::publish::freshest;
+use crate::run::probe::Held;
+use crate::run::publish::freshest_of;
+use crate::schedule;
 use crate::state::Attempt;
 use crate::token;
 
@@ -20,6 +30,10 @@ pub struct StatusReport {
     pub timezone: String,
     /// The next cron tick, in `timezone` (RFC 3339).
     pub next_run: Option<String>,
+    /// Why NSE is closed today (IST), when it is known to be (Upstox's holiday list as last fetched, the operator's
+    /// dates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_today: Option<String>,
     pub accounts: Vec<AccountStatus>,
 }
 
@@ -40,6 +54,11 @@ pub struct AccountStatus {
     pub recent_attempts: Vec<Attempt>,
     /// The file name of the newest failure screenshot under `{state_dir}/failures/` (served at `/failures/NAME`).
     pub failure_screenshot: Option<String>,
+    /// The first scheduled run since the last 03:30 IST expiry (RFC 3339): since then the account should hold a
+    /// valid token. `null`: not due yet.
+    pub due_since: Option<String>,
+    /// Every sink holds a valid token, or the account is not due yet (what `/readyz` asks).
+    pub ready: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,51 +67,61 @@ pub struct SinkStatus {
     pub generation: Option<u64>,
     pub expires_at: Option<String>,
     pub valid: bool,
+    /// Why the sink could not be read (unreachable, no answer in time, corrupt); `null` when it answered, whether
+    /// with a document or with nothing.
+    pub error: Option<String>,
 }
 
-/// Build the report from the persisted facts and what the sinks hold.
+/// Build the report from the persisted facts and what the sinks hold (accounts probed concurrently).
 pub async fn report(runner: &Runner) -> StatusReport {
     let config = runner.config();
     let now = Utc::now();
-    let day = token::ist_day(now);
-    let mut accounts = Vec::new();
-    for account in &config.accounts {
-        let held = runner.publisher().read(&account.name).await;
-        let facts = runner.coordinator().facts(&account.name).unwrap_or_else(|e| {
-            tracing::warn!(account = %account.name, error = %error_chain(&e), "cannot read state");
-            Default::default()
-        });
-        let best = freshest(&held, now);
-        let sinks: Vec<SinkStatus> = runner
-            .publisher()
-            .sinks()
-            .iter()
-            .zip(&held)
-            .map(|(sink, doc)| SinkStatus {
-                sink: sink.label(),
-                generation: doc.as_ref().map(|d| d.generation),
-                expires_at: doc.as_ref().map(|d| d.expires_at.to_rfc3339()),
-                valid: doc.as_ref().is_some_and(|d| d.is_unexpired(now)),
-            })
-            .collect();
-        accounts.push(AccountStatus {
-            name: account.name.clone(),
-            token_present: best.is_some(),
-            valid_in_every_sink: sinks.iter().all(|s| s.valid),
-            expires_at: best.map(|d| d.expires_at.to_rfc3339()),
-            generation: best.map(|d| d.generation),
-            sinks,
-            last_attempt: facts.last_attempt.clone(),
-            last_success_at: facts.last_success_at.map(|t| t.to_rfc3339()),
-            pin_submissions_today: facts.guard.pin_submissions_on(day),
-            recent_attempts: facts.recent_attempts.clone(),
-            failure_screenshot: newest_screenshot(&config.failures_dir(), &account.name),
-        });
-    }
+    let closed = runner.calendar().known();
+    let accounts = join_all(config.accounts.iter().map(|a| account_status(runner, a, &closed, now))).await;
     StatusReport {
         schedule: config.schedule.cron.clone(),
         timezone: config.schedule.timezone.to_string(),
         next_run: config.schedule.next_run(now).map(|t| t.to_rfc3339()),
+        closed_today: closed.closed_on(token::ist_day(now)).map(ToString::to_string),
         accounts,
+    }
+}
+
+async fn account_status(runner: &Runner, account: &Account, closed: &ClosedDays, now: DateTime<Utc>) -> AccountStatus {
+    let held = runner.publisher().probe(&account.name).await;
+    let facts = runner.coordinator().facts(&account.name).unwrap_or_else(|e| {
+        tracing::warn!(account = %account.name, error = %error_chain(&e), "cannot read state");
+        Default::default()
+    });
+    let best = freshest_of(held.iter().filter_map(Held::document), now);
+    let sinks: Vec<SinkStatus> = runner
+        .publisher()
+        .sinks()
+        .iter()
+        .zip(held.iter())
+        .map(|(sink, h)| SinkStatus {
+            sink: sink.label(),
+            generation: h.document().map(|d| d.generation),
+            expires_at: h.document().map(|d| d.expires_at.to_rfc3339()),
+            valid: h.document().is_some_and(|d| d.is_unexpired(now)),
+            error: h.error().map(str::to_owned),
+        })
+        .collect();
+    let valid_in_every_sink = sinks.iter().all(|s| s.valid);
+    let due_since = schedule::due_since(&runner.config().schedule, closed, now);
+    AccountStatus {
+        name: account.name.clone(),
+        token_present: best.is_some(),
+        valid_in_every_sink,
+        expires_at: best.map(|d| d.expires_at.to_rfc3339()),
+        generation: best.map(|d| d.generation),
+        sinks,
+        last_attempt: facts.last_attempt.clone(),
+        last_success_at: facts.last_success_at.map(|t| t.to_rfc3339()),
+        pin_submissions_today: facts.guard.pin_submissions_on(token::ist_day(now)),
+        recent_attempts: facts.recent_attempts.clone(),
+        failure_screenshot: newest_screenshot(&runner.config().failures_dir(), &account.name),
+        due_since: due_since.map(|t| token::ist(t).to_rfc3339()),
+        ready: valid_in_every_sink || due_since.is_none(),
     }
 }

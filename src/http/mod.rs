@@ -1,7 +1,9 @@
 //! The daemon's HTTP server: the router and its shared state. `/` (the status page, `page.rs`), `/healthz` (the
-//! process is up), `/readyz` (every account holds a valid token in every sink), `/metrics` (Prometheus text),
-//! `/status` (the status report as JSON), `/failures/{name}` (a failure screenshot, `failures.rs`), and
-//! `POST {server.notifier_path}` (`notifier`: Upstox's webhook delivering an approved token request's token).
+//! process is up), `/readyz` (the daemon is doing its job: every account holds a valid token in every sink or is not
+//! due yet; `/readyz?strict=1`: every account holds a valid token in every sink now), `/metrics` (OpenMetrics, or the
+//! Prometheus text format 0.0.4 for `Accept: text/plain;version=0.0.4`), `/status` (the status report as JSON),
+//! `/failures/{name}` (a failure screenshot, `failures.rs`), and `POST {server.notifier_path}` (`notifier`: Upstox's
+//! webhook delivering an approved token request's token).
 //!
 //! Handlers only read: they never start a login and never expose a token or a secret (the status report has no
 //! field that could hold one). With `server.auth_token_file` set, every route but `/healthz` needs the token
@@ -16,12 +18,13 @@ mod page;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::metrics;
 use crate::run::Runner;
 use crate::status;
 
@@ -65,12 +68,27 @@ async fn status_page(State(runner): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn readyz(State(runner): State<AppState>) -> Response {
+/// `/readyz`'s query: `strict=1` (or `true`) asks for a valid token in every sink now, due or not.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ReadyQuery {
+    #[serde(default)]
+    strict: Option<String>,
+}
+
+async fn readyz(State(runner): State<AppState>, Query(query): Query<ReadyQuery>) -> Response {
+    let strict = query.strict.as_deref().is_some_and(|v| matches!(v, "1" | "true" | "yes" | ""));
     let report = status::report(&runner).await;
-    let not_ready: Vec<&str> =
-        report.accounts.iter().filter(|a| !a.valid_in_every_sink).map(|a| a.name.as_str()).collect();
+    let not_ready: Vec<String> = report
+        .accounts
+        .iter()
+        .filter(|a| if strict { !a.valid_in_every_sink } else { !a.ready })
+        .map(|a| match &a.due_since {
+            Some(since) if !strict => format!("{} (due since {since})", a.name),
+            _ => a.name.clone(),
+        })
+        .collect();
     if not_ready.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
+        (StatusCode::OK, if strict { "ready: every sink holds a valid token\n" } else { "ready\n" }).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -80,9 +98,14 @@ async fn readyz(State(runner): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(runner): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], runner.metrics().render())
-        .into_response()
+async fn metrics(State(runner): State<AppState>, headers: HeaderMap) -> Response {
+    runner.refresh_state_gauges(chrono::Utc::now());
+    let format = metrics::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = match format {
+        metrics::Format::OpenMetrics => runner.metrics().render(),
+        metrics::Format::PrometheusText => runner.metrics().render_prometheus_text(),
+    };
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 async fn status_json(State(runner): State<AppState>) -> Response {

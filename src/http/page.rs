@@ -101,7 +101,10 @@ fn account_section(a: &AccountStatus, now: DateTime<Utc>) -> Markup {
                     @if !a.valid_in_every_sink { " · " strong { "missing from some sinks" } }
                 }
             } @else {
-                p.token { "No sink holds an unexpired token." }
+                p.token {
+                    "No sink holds an unexpired token."
+                    @if a.due_since.is_none() { " Not due yet: no scheduled run since the 03:30 IST expiry." }
+                }
             }
             p.muted {
                 "Last success: " (a.last_success_at.as_deref().map(when).unwrap_or_else(|| "never".into()))
@@ -120,7 +123,10 @@ fn account_section(a: &AccountStatus, now: DateTime<Utc>) -> Markup {
                                     "generation " (g) ", "
                                     (if s.valid { "valid until " } else { "expired " }) (when(exp))
                                 }
-                                _ => "holds nothing (or cannot be read)",
+                                _ => @match &s.error {
+                                    Some(e) => { "cannot be read: " (e) }
+                                    None => "holds nothing",
+                                },
                             }
                         }
                     }
@@ -219,13 +225,17 @@ mod tests {
                     generation: Some(7),
                     expires_at: Some("2026-11-29T03:30:00+05:30".into()),
                     valid: true,
+                    error: None,
                 }],
                 last_attempt: Some(failed.clone()),
                 last_success_at: None,
                 pin_submissions_today: 1,
                 recent_attempts: vec![failed],
                 failure_screenshot: Some("20261128T030041.000Z-primary-pin.png".into()),
+                due_since: Some("2026-11-28T08:30:00+05:30".into()),
+                ready: true,
             }],
+            closed_today: None,
         }
     }
 

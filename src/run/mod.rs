@@ -7,8 +7,10 @@
 //! belong to `cli`.
 
 mod attempts;
+mod gauges;
 mod outcome;
 pub mod pool;
+pub mod probe;
 pub mod publish;
 mod record;
 
@@ -27,6 +29,7 @@ use crate::login::StepTiming;
 use crate::login::browser::ArtifactStore;
 use crate::login::token_request::{self, Outstanding};
 use crate::login::{BrowserLogin, LoginMethod, SendTime, Step, TokenRequestLogin};
+use crate::market::Calendar;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::oauth::{TokenCheck, UpstoxApi};
@@ -54,6 +57,8 @@ pub struct Runner {
     /// Where run outcomes (and the daemon's deadlines) are told; a no-op without `[[notifiers]]`.
     notifier: Notifier,
     step_log: StepLog,
+    /// The days NSE is closed (Upstox's list, the operator's dates), refreshed once per IST day.
+    calendar: Calendar,
 }
 
 impl Runner {
@@ -72,6 +77,8 @@ impl Runner {
             notifier_path: config.server.notifier_path.clone(),
         });
         let notifier = Notifier::new(&config.notifiers, &config.notify, record::secrets(&config));
+        let market = &config.schedule.market;
+        let calendar = Calendar::new(&config.upstox, market.extra_holidays_file.clone(), market.extra_holidays.clone());
         Ok(Self {
             config,
             publisher,
@@ -83,6 +90,7 @@ impl Runner {
             metrics,
             notifier,
             step_log: StepLog::default(),
+            calendar,
         })
     }
 
@@ -121,6 +129,10 @@ impl Runner {
         &self.outstanding
     }
 
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
     /// One run for `account`, bounded by `login.run_deadline_secs` (plus, for an account that may send a token
     /// request, the wait for 03:30 IST and `login.approval_timeout_secs`), recorded in state and metrics.
     #[tracing::instrument(skip_all, fields(account = %account.name, %trigger))]
@@ -139,7 +151,12 @@ impl Runner {
             Ok(r) => r,
             Err(_) => Err(RunError::Deadline(deadline)),
         };
-        self.metrics.step_duration(Step::Total.as_str(), started.elapsed().as_secs_f64());
+        match &result {
+            Ok(Outcome::Skipped { .. } | Outcome::Republished { .. }) => {
+                self.metrics.skip_check_duration(started.elapsed().as_secs_f64())
+            }
+            _ => self.metrics.step_duration(Step::Total.as_str(), started.elapsed().as_secs_f64()),
+        }
         self.record(account, &result, started.elapsed());
         result
     }
@@ -190,6 +207,7 @@ impl Runner {
         self.metrics.step_duration(Step::Publish.as_str(), publish_started.elapsed().as_secs_f64());
         self.step_log.push(&account.name, StepTiming { step: Step::Publish, elapsed: publish_started.elapsed() });
         self.metrics.success(&account.name, issued.timestamp() as f64, doc.expires_at_unix() as f64);
+        self.metrics.token(&account.name, doc.generation, doc.expires_at_unix() as f64);
         info!(generation = doc.generation, expires_at = %doc.expires_at, "token published");
         Ok(Outcome::LoggedIn {
             generation: doc.generation,
@@ -210,7 +228,7 @@ impl Runner {
         let missing: Vec<&Sink> =
             self.publisher.sinks().iter().zip(held).filter(|(_, h)| h.as_ref() != Some(&doc)).map(|(s, _)| s).collect();
         let (generation, expires_at) = (doc.generation, doc.expires_at);
-        self.metrics.token_expiry(&account.name, doc.expires_at_unix() as f64);
+        self.metrics.token(&account.name, doc.generation, doc.expires_at_unix() as f64);
         if missing.is_empty() {
             info!(generation, expires_at = %expires_at.to_rfc3339(), "published token is still valid; skipping");
             return Ok(Outcome::Skipped { generation, expires_at });

@@ -1,6 +1,8 @@
 //! What the sinks hold and getting a document into them: read every sink, pick the freshest valid document, and
 //! publish to several sinks at once, each retried with backoff so that one failing sink never blocks the others.
+//! `probe` is the cached, short-timeout view for status and readiness (`probe.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
@@ -14,6 +16,8 @@ use crate::metrics::Metrics;
 use crate::sink::{Sink, SinkError};
 use crate::token::TokenDocument;
 
+use super::probe::{Held, ProbeCache};
+
 /// Retries of a failed sink write within a run, and the first pause between them (doubling).
 const SINK_RETRIES: usize = 3;
 const SINK_FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -21,12 +25,19 @@ const SINK_FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The configured sinks, in config order.
 pub struct Publisher {
     sinks: Vec<Sink>,
+    probes: ProbeCache,
 }
 
 impl Publisher {
     /// Build every sink from its validated configuration. Makes no connection.
     pub fn new(configs: &[SinkConfig]) -> Result<Self, SinkError> {
-        Ok(Self { sinks: configs.iter().map(Sink::new).collect::<Result<_, _>>()? })
+        Ok(Self { sinks: configs.iter().map(Sink::new).collect::<Result<_, _>>()?, probes: ProbeCache::default() })
+    }
+
+    /// What each sink holds for `account`, in sink order, for status and readiness: a short timeout per sink, the
+    /// answer cached briefly and shared (see `probe.rs`). An unreadable sink says why.
+    pub async fn probe(&self, account: &str) -> Arc<[Held]> {
+        self.probes.held(&self.sinks, account).await
     }
 
     pub fn sinks(&self) -> &[Sink] {
@@ -69,11 +80,21 @@ impl Publisher {
                 (sink.label(), e)
             })
         });
-        join_all(writes).await.into_iter().filter_map(Result::err).collect()
+        let failures = join_all(writes).await.into_iter().filter_map(Result::err).collect();
+        self.probes.forget(&doc.account);
+        failures
     }
 }
 
 /// The unexpired document with the highest generation among what the sinks hold.
 pub fn freshest(held: &[Option<TokenDocument>], now: DateTime<Utc>) -> Option<&TokenDocument> {
-    held.iter().flatten().filter(|d| d.is_unexpired(now)).max_by_key(|d| d.generation)
+    freshest_of(held.iter().flatten(), now)
+}
+
+/// `freshest` over any documents.
+pub fn freshest_of<'a>(
+    docs: impl IntoIterator<Item = &'a TokenDocument>,
+    now: DateTime<Utc>,
+) -> Option<&'a TokenDocument> {
+    docs.into_iter().filter(|d| d.is_unexpired(now)).max_by_key(|d| d.generation)
 }

@@ -68,7 +68,8 @@ impl Runner {
     pub(super) fn record(&self, account: &Account, result: &Result<Outcome, RunError>, took: Duration) {
         let (label, error, class) = match result {
             Ok(Outcome::LoggedIn { .. }) => (AttemptResult::Success, None, None),
-            Ok(_) => (AttemptResult::Skipped, None, None),
+            Ok(Outcome::Skipped { .. }) => (AttemptResult::Skipped, None, None),
+            Ok(Outcome::Republished { .. }) => (AttemptResult::Republished, None, None),
             Err(e) => (AttemptResult::Failed, Some(error_chain(e)), Some(e.class())),
         };
         self.metrics.attempt(&account.name, label.as_str());
