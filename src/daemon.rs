@@ -1,6 +1,10 @@
 //! `run`: the long-running daemon. Arms the cron (tokio-cron-scheduler, in `schedule.timezone`), catches up at start
 //! per `schedule.on_start`, serves the HTTP endpoints, and stops cleanly on SIGINT/SIGTERM.
 //!
+//! A cron tick (`morning.rs`) is skipped on a day NSE is closed, and retries failed accounts until
+//! `schedule.retry_until`; `open_check.rs` checks every account's token before the market opens; both raise their
+//! alarms through `events.rs`. At start the state gauges are restored from the state files and the sinks.
+//!
 //! Runs never overlap: a tick that finds a run in progress is skipped and logged. Every run has a deadline
 //! (`login.run_deadline_secs`, per account). A failed run is recorded and never stops the daemon. On a signal the
 //! in-flight run is cancelled — dropping it kills its browser — and `run` returns. Between runs no browser
@@ -10,6 +14,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod events;
+mod morning;
+mod open_check;
+
+use chrono::{DateTime, Utc};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,6 +35,8 @@ use crate::shutdown::{self, Signal};
 const STOP_GRACE: Duration = Duration::from_secs(8);
 /// Then how long it waits for notifications still being delivered.
 const NOTIFY_GRACE: Duration = Duration::from_secs(5);
+/// Long waits for a wall-clock time re-read the clock at least this often (a suspended machine, a stepped clock).
+const WALL_CLOCK_RECHECK: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -70,6 +81,20 @@ impl Passes {
     }
 }
 
+/// Sleep until the wall-clock instant `at`; `false` when `cancel` fired first.
+async fn sleep_until(at: DateTime<Utc>, cancel: &CancellationToken) -> bool {
+    loop {
+        let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        if left.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            _ = tokio::time::sleep(left.min(WALL_CLOCK_RECHECK)) => {}
+        }
+    }
+}
+
 /// A login's buffers (WebDriver JSON, screenshots on failure, TLS) are freed but kept by the allocator; hand them
 /// back so the daemon idles at its start-up footprint until the next morning.
 fn release_freed_memory() {
@@ -105,6 +130,22 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
             error!(error = %e, "HTTP server failed");
         }
     });
+
+    spawn_background(&tracker, &cancel, {
+        let runner = Arc::clone(&runner);
+        async move { runner.restore_gauges().await }
+    });
+    if config.schedule.market.skip_holidays {
+        spawn_background(&tracker, &cancel, {
+            let runner = Arc::clone(&runner);
+            async move {
+                if let Err(e) = runner.calendar().refresh(crate::token::ist_day(Utc::now())).await {
+                    warn!(error = %error_chain(&e), "cannot fetch Upstox's holiday list; asking again before the next scheduled run");
+                }
+            }
+        });
+    }
+    tracker.spawn(open_check::watch(Arc::clone(&runner), cancel.clone()));
 
     let mut scheduler = match arm_schedule(&config, &passes, &tracker).await {
         Ok(s) => s,
@@ -157,7 +198,7 @@ async fn arm_schedule(
     let job = Job::new_async_tz(config.schedule.cron.as_str(), config.schedule.timezone, move |_id, _lock| {
         let passes = Arc::clone(&passes);
         // Tracked so a stop waits for the pass to unwind; the pass itself skips when another is running.
-        let task = tracker.spawn(async move { passes.pass(Trigger::Cron, WhenValid::Skip).await });
+        let task = tracker.spawn(async move { passes.scheduled().await });
         Box::pin(async move {
             let _ = task.await;
         })
@@ -165,4 +206,19 @@ async fn arm_schedule(
     scheduler.add(job).await?;
     scheduler.start().await?;
     Ok(scheduler)
+}
+
+/// Run `work` in the background, tracked, until it ends or the daemon stops.
+fn spawn_background(
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let cancel = cancel.clone();
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = work => {}
+        }
+    });
 }
