@@ -1,13 +1,13 @@
 # Two commands for a fresh Debian machine (run as root, or with sudo available):
 #   make demo   installs Chromium + chromedriver if missing, builds, logs in once against the built-in simulator
-#   make test   installs Chromium + chromedriver + redis-server (+ the deployment linters) if missing, runs the whole test suite
+#   make test   installs Chromium + chromedriver + redis-server + promtool (+ the deployment linters) if missing, runs the whole test suite
 SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES_BROWSER := chromium chromium-driver
 APT_PACKAGES_TEST := $(APT_PACKAGES_BROWSER) redis-server
 
-.PHONY: demo test deps test-deps lint-tools lint-deploy lint-docker bench build
+.PHONY: demo test deps test-deps promtool lint-tools lint-deploy lint-docker bench build
 
 demo: deps
 	$(CARGO) run --quiet -- demo
@@ -34,10 +34,21 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test-deps: deps
+test-deps: deps promtool
 	@command -v redis-server >/dev/null || { \
 	  echo "installing: redis-server"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends redis-server; }
+
+# `promtool check metrics` judges the daemon's /metrics in tests/metrics.rs. Debian ships promtool only inside the
+# `prometheus` package, whose installation would also set up (and may start) a Prometheus server: the package is
+# downloaded with apt and only its promtool is unpacked, to /usr/local/bin.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  echo "installing: promtool (from Debian's prometheus package, unpacked)"; \
+	  dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && chmod 0755 "$$dir" && \
+	  $(SUDO) apt-get update -qq && (cd "$$dir" && apt-get download -qq prometheus) && \
+	  dpkg-deb -x "$$dir"/prometheus_*.deb "$$dir/root" && \
+	  $(SUDO) install -m 0755 "$$dir/root/usr/bin/promtool" /usr/local/bin/promtool && promtool --version | head -1; }
 
 # Deployment recipes, validated offline (no Docker engine, no cluster, no network once the tools are installed):
 #   hadolint             docker/Dockerfile
