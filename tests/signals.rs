@@ -12,7 +12,7 @@ use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Asia::Kolkata;
 use support::daemon::Daemon;
 use support::{Rig, free_port, toml_set, wait_for};
-use upstox_relogin::simulator::Faults;
+use upstox_relogin::simulator::{Faults, HolidayType, SimHoliday};
 
 /// GET `url` with an optional `Accept`: (status, content type, body, how long it took).
 async fn get(url: &str, accept: Option<&str>) -> (u16, String, String, Duration) {
@@ -233,4 +233,71 @@ async fn a_failed_morning_is_retried_until_the_deadline_then_deadline_missed_and
     assert!(missed.contains("ERROR") && missed.contains("primary") && missed.contains("last_error"), "{missed}");
     assert!(log.lines().any(|l| l.contains("ERROR") && l.contains("token_missing_near_open")), "{log}");
     assert!(!rig.token_path().exists());
+}
+
+fn holiday(date: chrono::NaiveDate, holiday_type: HolidayType, closed: &[&str]) -> SimHoliday {
+    SimHoliday {
+        date,
+        description: "Test holiday".into(),
+        holiday_type,
+        closed_exchanges: closed.iter().map(|e| (*e).to_owned()).collect(),
+        open_exchanges: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_runs_are_skipped_on_an_nse_holiday_and_the_same_schedule_logs_in_on_a_trading_day() {
+    let rig = Rig::start().await;
+    let today = ist_now().date_naive();
+    let yesterday = today.pred_opt().unwrap();
+    let equity = ["NSE", "NFO", "BSE", "BFO", "CDS", "BCD"];
+    // Yesterday too, so that no run since the last 03:30 IST counts, whatever the hour.
+    rig.sim.set_holidays(vec![
+        holiday(yesterday, HolidayType::TradingHoliday, &equity),
+        holiday(today, HolidayType::TradingHoliday, &equity),
+    ]);
+    let schedule = "[schedule]\ncron = \"* * * * * *\"\ntimezone = \"Asia/Kolkata\"\non_start = \"never\"\n\
+                    token_check_mins_before_open = 0\n";
+    let d = Daemon::start(&rig, "", "", schedule, &[]).await;
+    wait_for("three skipped ticks", Duration::from_secs(20), || async {
+        (d.log().matches("scheduled run skipped").count() >= 3).then_some(())
+    })
+    .await;
+    let (status, _, body, _) = get(&d.url("/readyz"), None).await;
+    assert_eq!(status, 200, "no run is due on a holiday: {body}");
+    let (status, _, _, _) = get(&d.url("/readyz?strict=1"), None).await;
+    assert_eq!(status, 503, "but no sink holds a token");
+    let (_, _, body, _) = get(&d.url("/status"), None).await;
+    assert!(body.contains("\"closed_today\":\"Test holiday (Upstox's holiday list)\""), "{body}");
+    let (code, _, log) = d.stop_with(libc::SIGTERM).await;
+    assert_eq!(code, 0, "{log}");
+    let line = log.lines().find(|l| l.contains("scheduled run skipped")).unwrap();
+    assert!(line.contains("NSE is closed today: Test holiday (Upstox's holiday list)"), "{line}");
+    assert!(line.contains(&today.to_string()), "{line}");
+    assert!(!log.contains("run started"), "{log}");
+    assert!(rig.sim.journal().states_seen.is_empty(), "no login on a holiday");
+
+    // The same schedule on a trading day. The trap: a TRADING_HOLIDAY that closes MCX only leaves NSE open.
+    rig.sim.set_holidays(vec![holiday(today, HolidayType::TradingHoliday, &["MCX"])]);
+    let d = Daemon::start(&rig, "", "", schedule, &[]).await;
+    let token = rig.token_path();
+    wait_for("a login on a trading day", Duration::from_secs(60), || async { token.exists().then_some(()) }).await;
+    let (code, _, log) = d.stop_with(libc::SIGTERM).await;
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("scheduled run skipped"), "{log}");
+    assert_eq!(rig.read_token()["generation"], 1);
+
+    // Upstox's list unreachable: the day is taken as a trading day, and the log says so.
+    rig.sim.set_holidays(vec![holiday(today, HolidayType::TradingHoliday, &equity)]);
+    rig.sim.set_faults(Faults { holidays_5xx: true, ..Faults::default() });
+    let d = Daemon::start(&rig, "", "", schedule, &[]).await;
+    wait_for("a run despite the unknown calendar", Duration::from_secs(20), || async {
+        d.log().contains("token still valid").then_some(())
+    })
+    .await;
+    let (code, _, log) = d.stop_with(libc::SIGTERM).await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("cannot tell whether NSE is open today; logging in anyway"), "{log}");
+    assert!(log.contains("UDAPI100500"), "{log}");
+    assert!(!log.contains("scheduled run skipped"), "{log}");
 }

@@ -48,7 +48,8 @@ impl Rig {
 
     pub async fn with_faults(faults: Faults) -> Rig {
         require_browser();
-        let config = SimConfig { faults, ..SimConfig::demo() };
+        // No market holidays unless a test declares some: cron runs must not depend on the day the tests run.
+        let config = SimConfig { faults, holidays: Vec::new(), ..SimConfig::demo() };
         let sim = Simulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("simulator starts");
         let dir = tempfile::Builder::new().prefix("relogin-test-").tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
