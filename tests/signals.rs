@@ -301,3 +301,21 @@ async fn cron_runs_are_skipped_on_an_nse_holiday_and_the_same_schedule_logs_in_o
     assert!(log.contains("UDAPI100500"), "{log}");
     assert!(!log.contains("scheduled run skipped"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_names_the_bad_lines_of_the_extra_holidays_file() {
+    let rig = Rig::start().await;
+    let file = rig.path("holidays.txt");
+    std::fs::write(&file, "# our own\n2026-12-24\n24/12/2026\n").unwrap();
+    let schedule = format!("[schedule]\nextra_holidays_file = \"{}\"\nretry_until = \"9\"\n", file.display());
+    let config = rig.write_config(&rig.config_toml("", &schedule));
+    let run = rig.cli(&config, &["check-config"]).await;
+    run.assert_code(2);
+    let stderr = run.stderr();
+    assert!(stderr.contains("`schedule.extra_holidays_file`") && stderr.contains("line 3"), "{stderr}");
+    assert!(!stderr.contains("line 2"), "{stderr}");
+    assert!(stderr.contains("`schedule.retry_until`"), "{stderr}");
+    std::fs::write(&file, "# our own\n2026-12-24  # Christmas Eve\n").unwrap();
+    let config = rig.write_config(&rig.config_toml("", &schedule.replace("\"9\"", "\"09:05\"")));
+    rig.cli(&config, &["check-config"]).await.assert_code(0);
+}
