@@ -66,6 +66,8 @@ fn expire_seeded_token(rig: &Rig) {
     upstox_relogin::sink::write_atomically(&rig.token_path(), &bytes).unwrap();
 }
 
+const REDIS_PASSWORD: &str = "hunter2-sink-password";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_200_overnight_for_an_account_not_due_and_a_hung_redis_costs_one_short_probe() {
     support::require("redis-server");
@@ -84,7 +86,9 @@ async fn readyz_is_200_overnight_for_an_account_not_due_and_a_hung_redis_costs_o
     let weekday = ist_now().weekday().succ().succ().succ();
     let tables = format!(
         "[schedule]\ncron = \"0 30 8 * * {weekday}\"\ntimezone = \"Asia/Kolkata\"\non_start = \"never\"\n\
-         token_check_mins_before_open = 0\n\n[[sinks]]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{silent_port}/0\"\n"
+         token_check_mins_before_open = 0\n\n[[sinks]]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{silent_port}/0\"\n\
+         \n[[sinks]]\ntype = \"redis\"\nurl = \"redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0\"\n",
+        free_port()
     );
     let d = Daemon::start(&rig, "", "", &tables, &[]).await;
 
@@ -110,6 +114,10 @@ async fn readyz_is_200_overnight_for_an_account_not_due_and_a_hung_redis_costs_o
     assert!(file["error"].is_null(), "{file}");
     assert!(redis["generation"].is_null(), "{redis}");
     assert!(redis["error"].as_str().is_some_and(|e| e.contains("no answer within 1000 ms")), "{redis}");
+    // Nothing listens there: unreachable, said with the password masked.
+    let closed = &account["sinks"][2];
+    assert!(closed["error"].as_str().is_some_and(|e| e.contains("redis://:***@127.0.0.1:")), "{closed}");
+    assert!(!b.2.contains(REDIS_PASSWORD), "{}", b.2);
 
     // The newest document's expiry and generation are exported at start even though it expired.
     let (_, _, metrics, _) = get(&d.url("/metrics"), None).await;

@@ -27,12 +27,20 @@ pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
             a.name,
             if a.token_present && !a.valid_in_every_sink { "; missing from some sinks" } else { "" }
         );
+        match &a.due_since {
+            Some(since) if !a.valid_in_every_sink => println!("  due since {since} (a scheduled run has happened)"),
+            None if !a.valid_in_every_sink => println!("  not due yet (no scheduled run since the 03:30 IST expiry)"),
+            _ => {}
+        }
         for s in &a.sinks {
             let held = match (&s.expires_at, s.generation) {
                 (Some(exp), Some(g)) => {
                     format!("generation {g}, expires {exp}{}", if s.valid { "" } else { " (expired)" })
                 }
-                _ => "nothing".into(),
+                _ => match &s.error {
+                    Some(e) => format!("unreadable ({e})"),
+                    None => "nothing".into(),
+                },
             };
             println!("  {}: {held}", s.sink);
         }
