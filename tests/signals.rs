@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Asia::Kolkata;
 use support::daemon::Daemon;
-use support::{Rig, free_port, toml_set, wait_for};
+use support::{HookReceiver, Rig, find_secrets, free_port, toml_set, wait_for};
 use upstox_relogin::simulator::{Faults, HolidayType, SimHoliday};
 
 /// GET `url` with an optional `Accept`: (status, content type, body, how long it took).
@@ -207,8 +207,10 @@ async fn a_failed_morning_is_retried_until_the_deadline_then_deadline_missed_and
         deadline.format("%H:%M:%S"),
         open.format("%H:%M:%S"),
     );
+    let receiver = HookReceiver::start(&[]).await;
+    let notifier = format!("\n[[notifiers]]\ntype = \"webhook\"\nurl = \"{}\"\n", receiver.url("/hook"));
     let port = free_port();
-    let mut toml = rig.config_toml(&format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"), &schedule);
+    let mut toml = rig.config_toml(&format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"), &(schedule + &notifier));
     toml = toml_set(&toml, "browser", "step_timeout_secs", "1");
     toml = toml_set(&toml, "login", "max_attempts", "1");
     let config = rig.write_config(&toml);
@@ -241,6 +243,24 @@ async fn a_failed_morning_is_retried_until_the_deadline_then_deadline_missed_and
     assert!(missed.contains("ERROR") && missed.contains("primary") && missed.contains("last_error"), "{missed}");
     assert!(log.lines().any(|l| l.contains("ERROR") && l.contains("token_missing_near_open")), "{log}");
     assert!(!rig.token_path().exists());
+
+    // Both alarms reached the notifier, once each, naming the account and carrying no secret.
+    let events: Vec<serde_json::Value> = receiver.requests().into_iter().map(|(_, body)| body).collect();
+    for kind in ["deadline_missed", "token_missing_near_open"] {
+        let sent: Vec<_> = events.iter().filter(|e| e["event"] == kind).collect();
+        assert_eq!(sent.len(), 1, "{kind}: {events:?}");
+        assert_eq!(sent[0]["account"], "primary");
+    }
+    let user = &rig.sim.config().users[0];
+    let client = &rig.sim.config().clients[0];
+    let secrets = [
+        ("pin", user.pin.clone()),
+        ("mobile", user.mobile.clone()),
+        ("totp secret", user.totp_secret.clone()),
+        ("client secret", client.client_secret.clone()),
+    ];
+    let (_, leaks) = find_secrets(&serde_json::to_string_pretty(&events).unwrap(), &secrets);
+    assert!(leaks.is_empty(), "{leaks:?}");
 }
 
 fn holiday(date: chrono::NaiveDate, holiday_type: HolidayType, closed: &[&str]) -> SimHoliday {
