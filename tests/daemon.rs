@@ -82,7 +82,7 @@ async fn daemon_logs_in_at_start_skips_while_valid_serves_endpoints_and_stops_on
     .await;
 
     // The start-up catch-up logs in (stale: nothing published yet).
-    let ready = format!("{}/readyz", d.base);
+    let ready = format!("{}/readyz?strict=1", d.base);
     wait_for("/readyz to turn 200", Duration::from_secs(60), || {
         let ready = ready.clone();
         async move { http_get(&ready).await.filter(|(s, _)| *s == 200) }

@@ -31,7 +31,8 @@ async fn status_page_renders_in_a_real_browser_without_a_token() {
 
     let schedule = "[schedule]\ncron = \"0 30 8 * * Mon-Fri\"\non_start = \"if-stale\"\n";
     let d = Daemon::start(&rig, "", "", schedule, &[]).await;
-    let ready = d.url("/readyz");
+    // Strict: plain /readyz is 200 before the login at hours when no run is due.
+    let ready = d.url("/readyz?strict=1");
     wait_for("the start-up login (/readyz 200)", Duration::from_secs(90), || {
         let ready = ready.clone();
         async move { http_get(&ready).await.filter(|(s, _)| *s == 200) }
