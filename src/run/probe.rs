@@ -70,13 +70,28 @@ impl ProbeCache {
             return Arc::clone(held);
         }
         let held: Arc<[Held]> = join_all(sinks.iter().map(|s| probe(s, account))).await.into();
-        *entry = Some((Instant::now(), Arc::clone(&held)));
+        let previous = entry.replace((Instant::now(), Arc::clone(&held))).map(|(_, h)| h);
+        log_changes(sinks, account, previous.as_deref(), &held);
         held
     }
 
     /// Drop `account`'s cached answer (its sinks were just written).
     pub(super) fn forget(&self, account: &str) {
         self.slots().remove(account);
+    }
+}
+
+/// Say when a sink becomes unreadable (once, not on every probe) and when it can be read again.
+fn log_changes(sinks: &[Sink], account: &str, previous: Option<&[Held]>, now: &[Held]) {
+    for (i, (sink, held)) in sinks.iter().zip(now).enumerate() {
+        let was_unreadable = previous.and_then(|p| p.get(i)).is_some_and(|h| h.error().is_some());
+        match (held.error(), was_unreadable) {
+            (Some(error), false) => {
+                tracing::warn!(sink = %sink.label(), account, error, "cannot read the published token")
+            }
+            (None, true) => tracing::info!(sink = %sink.label(), account, "the sink can be read again"),
+            _ => {}
+        }
     }
 }
 
