@@ -140,7 +140,8 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
             let runner = Arc::clone(&runner);
             async move {
                 if let Err(e) = runner.calendar().refresh(crate::token::ist_day(Utc::now())).await {
-                    warn!(error = %error_chain(&e), "cannot fetch Upstox's holiday list; asking again before the next scheduled run");
+                    let error = error_chain(&e);
+                    warn!(%error, "cannot fetch Upstox's holiday list; asking again before the next scheduled run");
                 }
             }
         });

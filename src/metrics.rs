@@ -51,7 +51,8 @@ impl Metrics {
         let notifier_posts = Family::<Labels, Counter>::default();
         registry.register(
             "login_attempts",
-            "Runs per account by result: success (logged in), skipped (valid everywhere), republished (a valid token copied to sinks that lacked it), failed",
+            "Runs per account by result: success (logged in), skipped (valid everywhere), \
+             republished (a valid token copied to sinks that lacked it), failed",
             login_attempts.clone(),
         );
         registry.register(
@@ -298,7 +299,8 @@ mod tests {
         assert_eq!(negotiate(Some("text/plain;version=0.0.4")), Format::PrometheusText);
         assert_eq!(negotiate(Some("text/plain; version=0.0.4; charset=utf-8")), Format::PrometheusText);
         // What Prometheus itself sends: OpenMetrics first.
-        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                          text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
         assert_eq!(negotiate(Some(prometheus)), Format::OpenMetrics);
         assert_eq!(negotiate(Some("application/openmetrics-text;q=0.2, text/plain;q=0.9")), Format::PrometheusText);
         assert_eq!(negotiate(Some("text/plain;q=0")), Format::OpenMetrics);

@@ -202,7 +202,8 @@ async fn a_failed_morning_is_retried_until_the_deadline_then_deadline_missed_and
     let open = now + chrono::Duration::seconds(34) + chrono::Duration::minutes(1);
     let schedule = format!(
         "[schedule]\ncron = \"{}\"\ntimezone = \"Asia/Kolkata\"\non_start = \"never\"\nretry_until = \"{}\"\n\
-         retry_min_backoff_secs = 1\nretry_max_backoff_secs = 1\nmarket_open = \"{}\"\ntoken_check_mins_before_open = 1\n",
+         retry_min_backoff_secs = 1\nretry_max_backoff_secs = 1\nmarket_open = \"{}\"\n\
+         token_check_mins_before_open = 1\n",
         tick.format("%S %M %H * * *"),
         deadline.format("%H:%M:%S"),
         open.format("%H:%M:%S"),

@@ -62,7 +62,8 @@ pub(super) fn validate(p: &mut Problems, raw: &RawSchedule) -> Option<MarketDay>
             p.add(
                 "schedule.token_check_mins_before_open",
                 format!(
-                    "expected 0..={minutes_since_midnight} (the check must fall on the day of `schedule.market_open` {}), got {}",
+                    "expected 0..={minutes_since_midnight} (the check must fall on the day of \
+                     `schedule.market_open` {}), got {}",
                     open.format("%H:%M"),
                     raw.token_check_mins_before_open
                 ),
@@ -116,9 +117,11 @@ pub fn read_extra_holidays(path: &Path) -> Result<BTreeSet<NaiveDate>, String> {
 /// date); blank lines are ignored. The error lists every bad line by number.
 ///
 /// ```
-/// let dates = upstox_relogin::config::parse_extra_holidays("# Diwali special\n2026-11-09\n\n2026-11-10  # bank\n").unwrap();
+/// use upstox_relogin::config::parse_extra_holidays;
+///
+/// let dates = parse_extra_holidays("# Diwali special\n2026-11-09\n\n2026-11-10  # bank\n").unwrap();
 /// assert_eq!(dates.len(), 2);
-/// assert!(upstox_relogin::config::parse_extra_holidays("2026-13-01\n").unwrap_err().contains("line 1"));
+/// assert!(parse_extra_holidays("2026-13-01\n").unwrap_err().contains("line 1"));
 /// ```
 pub fn parse_extra_holidays(text: &str) -> Result<BTreeSet<NaiveDate>, String> {
     let mut dates = BTreeSet::new();

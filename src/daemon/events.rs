@@ -19,7 +19,8 @@ pub(super) fn on_deadline_missed(runner: &Runner, account: &str, deadline: DateT
         account,
         deadline = %deadline.to_rfc3339(),
         last_error,
-        "deadline missed: account `{account}` has no valid token in every sink at {} (`schedule.retry_until`); fix the cause named by the last error, then run `upstox-relogin login --account {account}`",
+        "deadline missed: account `{account}` has no valid token in every sink at {} (`schedule.retry_until`); \
+         fix the cause named by the last error, then run `upstox-relogin login --account {account}`",
         deadline.format("%H:%M:%S %:z"),
     );
     runner.notifier().notify(Event::deadline_missed(account, deadline, Some(last_error)));
@@ -31,7 +32,8 @@ pub(super) fn on_token_missing_near_open(runner: &Runner, account: &str, open_at
         event = "token_missing_near_open",
         account,
         open_at = %open_at.to_rfc3339(),
-        "token missing near the open: account `{account}` has no valid token in every sink and the market opens at {}; look at `upstox-relogin status`, then run `upstox-relogin login --account {account}`",
+        "token missing near the open: account `{account}` has no valid token in every sink and the market opens \
+         at {}; look at `upstox-relogin status`, then run `upstox-relogin login --account {account}`",
         open_at.format("%H:%M:%S %:z"),
     );
     runner.notifier().notify(Event::token_missing_near_open(account, open_at));

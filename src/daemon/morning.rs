@@ -106,7 +106,9 @@ impl Passes {
                             error!(account = %name, error = %text, "run failed; not retried (a person must fix this)");
                         } else {
                             retry.push(done.account);
-                            error!(account = %name, error = %text, deadline = %deadline_text, "run failed; retrying until the deadline");
+                            let deadline = &deadline_text;
+                            let message = "run failed; retrying until the deadline";
+                            error!(account = %name, error = %text, %deadline, "{message}");
                         }
                         failed.insert(name.clone(), text);
                     }
@@ -119,7 +121,8 @@ impl Passes {
                 break;
             }
             let names: Vec<&str> = retry.iter().map(|a| a.name.as_str()).collect();
-            info!(accounts = %names.join(", "), retry_in_secs = pause.as_secs_f64(), deadline = %deadline_text, "retrying failed accounts");
+            let (accounts, retry_in_secs) = (names.join(", "), pause.as_secs_f64());
+            info!(%accounts, retry_in_secs, deadline = %deadline_text, "retrying failed accounts");
             tokio::time::sleep(pause).await;
             pending = retry;
         }

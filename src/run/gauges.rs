@@ -37,7 +37,8 @@ impl Runner {
                     self.metrics.pin_submissions(&account.name, facts.guard.pin_submissions_on(day));
                 }
                 Err(e) => {
-                    tracing::debug!(account = %account.name, error = %error_chain(&e), "cannot read state for the gauges")
+                    let error = error_chain(&e);
+                    tracing::debug!(account = %account.name, %error, "cannot read state for the gauges")
                 }
             }
         }
