@@ -198,7 +198,8 @@ async fn a_failed_morning_is_retried_until_the_deadline_then_deadline_missed_and
     let rig = Rig::with_faults(Faults { step_delay_ms: 3000, ..Faults::default() }).await;
     let now = ist_now();
     let tick = now + chrono::Duration::seconds(6);
-    let deadline = now + chrono::Duration::seconds(30);
+    // Whole seconds, as `retry_until` is written.
+    let deadline = chrono::Timelike::with_nanosecond(&(now + chrono::Duration::seconds(30)), 0).unwrap();
     let open = now + chrono::Duration::seconds(34) + chrono::Duration::minutes(1);
     let schedule = format!(
         "[schedule]\ncron = \"{}\"\ntimezone = \"Asia/Kolkata\"\non_start = \"never\"\nretry_until = \"{}\"\n\
