@@ -147,6 +147,8 @@ pub struct BrowserConfig {
     pub user_agent: Option<String>,
     pub extra_args: Vec<String>,
     pub selectors: Selectors,
+    /// Browser logins in flight at once across accounts (`browser.max_sessions`, ≥ 1).
+    pub max_sessions: usize,
 }
 
 /// The CSS selectors of one login step (`browser.selectors.<step>_input` / `<step>_submit`).

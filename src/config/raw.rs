@@ -153,6 +153,9 @@ pub struct RawBrowser {
     /// Extra Chromium command-line arguments, appended after the built-in ones.
     pub extra_args: Vec<String>,
     pub selectors: RawSelectors,
+    /// Browser logins in flight at once, across accounts (`login` and `run` alike); at least 1. With
+    /// `webdriver_url` at a Selenium Grid this is the client-side cap: the grid's own queue is never relied on.
+    pub max_sessions: u32,
 }
 
 impl Default for RawBrowser {
@@ -167,6 +170,7 @@ impl Default for RawBrowser {
             user_agent: String::new(),
             extra_args: Vec::new(),
             selectors: RawSelectors::default(),
+            max_sessions: 2,
         }
     }
 }

@@ -141,6 +141,9 @@ impl RawConfig {
         if !(10..=5000).contains(&b.poll_interval_ms) {
             p.add("browser.poll_interval_ms", format!("expected 10..=5000, got {}", b.poll_interval_ms));
         }
+        if b.max_sessions == 0 {
+            p.add("browser.max_sessions", "expected at least 1 (browser logins in flight at once; default 2)");
+        }
         let s = &b.selectors;
         for (key, value) in [
             ("mobile_input", &s.mobile_input),
@@ -165,6 +168,7 @@ impl RawConfig {
             user_agent: non_empty(&b.user_agent).map(str::to_owned),
             extra_args: b.extra_args.clone(),
             selectors: Selectors::from(s),
+            max_sessions: (b.max_sessions as usize).max(1),
         }
     }
 

@@ -228,3 +228,12 @@ fn bad_totp_secret_is_named() {
     let msg = problems(&VALID.replace("jbsw y3dp ehpk 3pxp jbsw y3dp ehpk 3pxp", "not base32!"));
     assert!(msg.contains("`accounts[0].totp_secret`"), "{msg}");
 }
+
+#[test]
+fn max_sessions_defaults_to_two_and_refuses_zero() {
+    assert_eq!(load_str(VALID).unwrap().browser.max_sessions, 2);
+    let c = load_str(&format!("{VALID}\n[browser]\nmax_sessions = 4")).unwrap();
+    assert_eq!(c.browser.max_sessions, 4);
+    let msg = problems(&format!("{VALID}\n[browser]\nmax_sessions = 0"));
+    assert!(msg.contains("`browser.max_sessions`: expected at least 1"), "{msg}");
+}
