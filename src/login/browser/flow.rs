@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::error::CmdError;
 use fantoccini::{Client, Locator};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::artifacts::Scrub;
 use super::webdriver::Browser;
@@ -55,16 +56,19 @@ pub struct FlowFailure {
     pub timings: Vec<StepTiming>,
 }
 
-/// Start a browser, walk the steps, return the code. The browser is closed on every path; if this future is
-/// dropped, `Browser`'s `Drop` kills what is left.
+/// Start a browser (holding `slot`, one of `browser.max_sessions`, until it is gone), walk the steps, return the
+/// code. Once the code is in hand the browser is killed at once and reaped in the background (tracked by
+/// `settings.teardowns`), so the exchange and the publication do not wait for it; on a failure it is closed after
+/// the artifacts are saved. If this future is dropped, `Browser`'s `Drop` kills what is left.
 pub async fn login(
     settings: &BrowserLogin,
+    slot: Option<OwnedSemaphorePermit>,
     inputs: &FlowInputs<'_>,
     observe: &mut Observer<'_>,
 ) -> Result<LoginOutcome, FlowFailure> {
     let mut timings = Vec::new();
     let started = Instant::now();
-    let browser = match Browser::start(&settings.browser).await {
+    let browser = match Browser::start(&settings.browser, slot).await {
         Ok(b) => b,
         Err(error) => return Err(FlowFailure { error, timings }),
     };
@@ -72,19 +76,20 @@ pub async fn login(
     let mut run = Run { settings, inputs, client: browser.client(), timings, current: Step::Dialog };
     let result = run.walk(observe).await;
     let timings = std::mem::take(&mut run.timings);
-    let result = match result {
-        Ok(code) => Ok(LoginOutcome { code, timings }),
+    match result {
+        Ok(code) => {
+            browser.kill();
+            settings.teardowns.spawn(browser.close());
+            Ok(LoginOutcome { code, timings })
+        }
         Err(error) => {
             let credentials = inputs.credentials;
             let scrub = Scrub::new(vec![credentials.pin.expose().to_owned(), credentials.mobile.clone()]);
             settings.artifacts.capture(browser.client(), inputs.account, run.current.as_str(), &scrub).await;
+            browser.close().await;
             Err(FlowFailure { error, timings })
         }
-    };
-    let closing = Instant::now();
-    browser.close().await;
-    tracing::debug!(account = inputs.account, elapsed_ms = closing.elapsed().as_millis() as u64, "browser closed");
-    result
+    }
 }
 
 struct Run<'a> {
@@ -132,7 +137,7 @@ impl Run<'_> {
                 }
                 // The PIN (`page_steps` yields mobile, otp and pin only).
                 _ => {
-                    type_into(&input, step.step, self.inputs.credentials.pin.expose()).await?;
+                    type_fresh(&input, step.step, self.inputs.credentials.pin.expose()).await?;
                     let button = self.wait_for_enabled(step).await?;
                     observe(LoginEvent::PinSubmitting)
                         .map_err(|veto| BrowserError::Vetoed { step: Step::Pin, reason: veto.0 })?;
@@ -170,8 +175,10 @@ impl Run<'_> {
     ) -> Result<fantoccini::elements::Element, BrowserError> {
         for attempt in 0..2 {
             let code = self.fresh_totp(last_used, observe).await?;
-            type_into(input, step.step, code.code.expose()).await?;
-            if attempt == 1 {
+            if attempt == 0 {
+                type_fresh(input, step.step, code.code.expose()).await?;
+            } else {
+                retype(input, step.step, code.code.expose()).await?;
                 clear_error_text(self.client, &self.settings.browser.selectors.error).await;
             }
             let button = self.wait_for_enabled(step).await?;
@@ -233,7 +240,7 @@ impl Run<'_> {
         step: &PageStep,
         value: &str,
     ) -> Result<(), BrowserError> {
-        type_into(input, step.step, value).await?;
+        type_fresh(input, step.step, value).await?;
         let button = self.wait_for_enabled(step).await?;
         button.click().await.map_err(failed(step.step, "click"))
     }
@@ -353,10 +360,15 @@ async fn bot_block_check(client: &Client, step: Step) -> Result<(), BrowserError
     Ok(())
 }
 
-/// Clear the field and type `value` (never logged).
-async fn type_into(input: &fantoccini::elements::Element, step: Step, value: &str) -> Result<(), BrowserError> {
-    input.clear().await.map_err(failed(step, "clear"))?;
+/// Type `value` (never logged) into an input the page has just rendered, hence empty: no `clear` round trip.
+async fn type_fresh(input: &fantoccini::elements::Element, step: Step, value: &str) -> Result<(), BrowserError> {
     input.send_keys(value).await.map_err(failed(step, "send_keys"))
+}
+
+/// Clear an input that already holds a value (a rejected TOTP), then type `value` (never logged).
+async fn retype(input: &fantoccini::elements::Element, step: Step, value: &str) -> Result<(), BrowserError> {
+    input.clear().await.map_err(failed(step, "clear"))?;
+    type_fresh(input, step, value).await
 }
 
 /// Map a failed WebDriver command: a lost session is told apart from a command the page refused.

@@ -1,17 +1,20 @@
 //! The browser half of a login: drive Upstox's hosted dialog in a real Chromium through WebDriver and come back
 //! with the authorization code.
 //!
-//! `webdriver` owns processes and sessions; `flow` owns the steps (as data) and their interpreter; `artifacts`
+//! `process` owns the processes (guarded group, allow-listed environment, the start-up sweep), `webdriver` the
+//! session and its teardown; `flow` owns the steps (as data) and their interpreter; `artifacts`
 //! saves what a failed step looked like. This module never talks to the token endpoint and never publishes; the
 //! OAuth `state` and the dialog URL come from its caller (`login`).
 
 mod artifacts;
 mod flow;
+mod process;
 mod webdriver;
 
 pub use artifacts::{ArtifactStore, Scrub, newest_screenshot, parse_artifact_name};
 pub use flow::{FlowFailure, FlowInputs, LoginOutcome, login};
-pub use webdriver::{Browser, capabilities, profile_prefix, sweep_stale_profiles};
+pub use process::{Swept, profile_prefix, sweep_stale_profiles};
+pub use webdriver::{Browser, capabilities};
 
 use std::path::PathBuf;
 use std::time::Duration;

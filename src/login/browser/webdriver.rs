@@ -1,14 +1,16 @@
 //! One browser for one login: spawn (or reach) a WebDriver server, open a Chromium session with a fresh profile,
 //! and tear everything down again.
 //!
-//! Teardown is ordered (`close`): delete the session (Chromium quits), SIGTERM the chromedriver process group,
-//! SIGKILL it after a grace period, remove the profile dir. If the future owning a `Browser` is dropped instead
-//! (cancellation, a deadline), `Drop` SIGKILLs the process group and removes the profile synchronously, so no
-//! path leaves a browser behind. This module knows nothing about Upstox's pages.
+//! With our own chromedriver (`process`), teardown is a SIGKILL of the login's process group: nothing in a
+//! throwaway profile is worth a graceful quit, and it costs ~15–30 ms where deleting the session costs ~150–220 ms.
+//! Once the code is in hand, `kill` stops the browser at once and `close` (run in the background) reaps it, frees
+//! the browser slot and deletes the scratch dir. A remote WebDriver (a Selenium Grid) gets `DELETE /session`, the
+//! only way its slot frees. If the future owning a `Browser` is dropped instead (cancellation, a deadline), `Drop`
+//! SIGKILLs the group and removes the dir synchronously, so no path leaves a browser behind. The browser slot (a
+//! permit of `browser.max_sessions`) is held until the processes are gone. This module knows nothing about
+//! Upstox's pages.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fantoccini::error::NewSessionError;
@@ -16,58 +18,56 @@ use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
 use super::BrowserError;
+use super::process::{Scratch, SpawnedDriver};
 use crate::config::BrowserConfig;
 
-/// Name prefix of our Chromium profile dirs under the temp dir: `upstox-relogin-<pid>-<random>`.
-const PROFILE_PREFIX: &str = "upstox-relogin-";
 /// How long chromedriver may take to answer `/status` with `ready: true`.
 const DRIVER_READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// Grace period between SIGTERM and SIGKILL for the chromedriver process group.
-const KILL_GRACE: Duration = Duration::from_secs(2);
-/// Bytes of chromedriver's stderr kept for error messages.
-const LOG_TAIL_BYTES: usize = 8 * 1024;
+/// How long deleting a remote session may take.
+const DELETE_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A live WebDriver session plus whatever we spawned for it.
 pub struct Browser {
     client: Option<Client>,
     driver: Option<SpawnedDriver>,
-    profile: Option<tempfile::TempDir>,
-}
-
-struct SpawnedDriver {
-    child: tokio::process::Child,
-    /// The process group chromedriver leads; Chromium and its helpers inherit it.
-    pgid: i32,
-    log_tail: Arc<Mutex<Vec<u8>>>,
+    scratch: Option<Scratch>,
+    /// One of `browser.max_sessions` permits, released once the browser's processes are gone (or its remote
+    /// session deleted).
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Browser {
-    /// Start chromedriver (unless `webdriver_url` is set) and open a session.
-    pub async fn start(config: &BrowserConfig) -> Result<Browser, BrowserError> {
-        let mut browser = Browser { client: None, driver: None, profile: None };
+    /// Start chromedriver (unless `webdriver_url` is set) and open a session; `slot` is held until teardown.
+    pub async fn start(config: &BrowserConfig, slot: Option<OwnedSemaphorePermit>) -> Result<Browser, BrowserError> {
+        let mut browser = Browser { client: None, driver: None, scratch: None, slot };
         let webdriver_url = match &config.webdriver_url {
             Some(url) => url.clone(),
             None => {
                 // One dir per login holds the Chromium profile and the TMPDIR of chromedriver and Chromium (their
                 // scoped dirs), so removing it removes everything they wrote.
-                let scratch = tempfile::Builder::new()
-                    .prefix(&format!("{PROFILE_PREFIX}{}-", std::process::id()))
-                    .tempdir()
-                    .map_err(|source| BrowserError::Profile { source })?;
-                for sub in ["profile", "tmp"] {
-                    std::fs::create_dir(scratch.path().join(sub)).map_err(|source| BrowserError::Profile { source })?;
+                let scratch = Scratch::create()?;
+                let port = free_port()
+                    .map_err(|source| BrowserError::DriverSpawn { binary: config.chromedriver.clone(), source })?;
+                let driver = SpawnedDriver::spawn(&config.chromedriver, port, &scratch);
+                browser.scratch = Some(scratch);
+                browser.driver = Some(driver?);
+                let url = Url::parse(&format!("http://127.0.0.1:{port}/")).expect("valid loopback URL");
+                let ready = match browser.driver.as_mut() {
+                    Some(driver) => wait_ready(driver, &url, &config.chromedriver).await,
+                    None => Ok(()),
+                };
+                if let Err(e) = ready {
+                    browser.close().await;
+                    return Err(e);
                 }
-                let tmp = scratch.path().join("tmp");
-                browser.profile = Some(scratch);
-                let (driver, url) = spawn_chromedriver(&config.chromedriver, &tmp).await?;
-                browser.driver = Some(driver);
                 url
             }
         };
-        let profile = browser.profile.as_ref().map(|p| p.path().join("profile"));
+        let profile = browser.scratch.as_ref().map(Scratch::profile);
         let capabilities = capabilities(config, profile.as_deref());
         let connected = if browser.driver.is_some() {
             // Our own chromedriver speaks plain HTTP on loopback: no TLS context (OpenSSL set-up costs ~40 ms).
@@ -104,21 +104,39 @@ impl Browser {
         self.client.as_ref().expect("browser session is open")
     }
 
-    /// Ordered teardown; never fails (problems are logged).
+    /// Stop our own browser processes now (SIGKILL of the group, no waiting): nothing more is needed from them.
+    /// `close` still has to run (it reaps them, frees the slot, removes the dir). No-op for a remote WebDriver.
+    pub fn kill(&self) {
+        if let Some(driver) = &self.driver {
+            driver.kill();
+        }
+    }
+
+    /// Teardown; never fails (problems are logged). Own chromedriver: SIGKILL the group and wait until its
+    /// processes are gone; remote WebDriver: delete the session. Then free the slot and remove the scratch dir.
     pub async fn close(mut self) {
-        if let Some(client) = self.client.take()
-            && let Err(e) = tokio::time::timeout(Duration::from_secs(10), client.close())
-                .await
-                .unwrap_or_else(|_| Err(fantoccini::error::CmdError::NotJson("timed out deleting the session".into())))
-        {
-            tracing::debug!(error = %e, "closing the WebDriver session failed; killing the driver");
-        }
-        if let Some(mut driver) = self.driver.take() {
+        let started = Instant::now();
+        let client = self.client.take();
+        if let Some(driver) = self.driver.take() {
+            // The session dies with chromedriver; keep fantoccini from sending `DELETE /session` to a dead port.
+            if let Some(client) = client {
+                let _ = client.persist().await;
+            }
             driver.terminate().await;
+        } else if let Some(client) = client {
+            let closed = tokio::time::timeout(DELETE_SESSION_TIMEOUT, client.close()).await;
+            if !matches!(closed, Ok(Ok(()))) {
+                tracing::warn!("could not delete the remote WebDriver session; the grid frees it at its own timeout");
+            }
         }
-        if let Some(profile) = self.profile.take() {
-            remove_profile(profile);
+        drop(self.slot.take());
+        if let Some(scratch) = self.scratch.take() {
+            // Deleting a used profile takes ~0.1–0.4 s of file-system work: off the runtime's thread.
+            if tokio::task::spawn_blocking(move || scratch.remove()).await.is_err() {
+                tracing::warn!("removing the browser profile dir panicked");
+            }
         }
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "browser closed");
     }
 }
 
@@ -126,18 +144,11 @@ impl Drop for Browser {
     fn drop(&mut self) {
         // Reached with something still open only when the owning future was dropped mid-login.
         if let Some(driver) = self.driver.take() {
-            kill_group(driver.pgid, libc::SIGKILL);
+            driver.kill();
         }
-        if let Some(profile) = self.profile.take() {
-            remove_profile(profile);
+        if let Some(scratch) = self.scratch.take() {
+            scratch.remove();
         }
-    }
-}
-
-fn remove_profile(profile: tempfile::TempDir) {
-    let path = profile.path().to_path_buf();
-    if let Err(e) = profile.close() {
-        tracing::warn!(path = %path.display(), error = %e, "could not remove the browser profile dir");
     }
 }
 
@@ -192,53 +203,13 @@ pub fn capabilities(config: &BrowserConfig, profile: Option<&Path>) -> serde_jso
     }
 }
 
-async fn spawn_chromedriver(binary: &Path, tmp: &Path) -> Result<(SpawnedDriver, Url), BrowserError> {
-    let port = free_port().map_err(|source| BrowserError::DriverSpawn { binary: binary.to_path_buf(), source })?;
-    let mut child = tokio::process::Command::new(binary)
-        .arg(format!("--port={port}"))
-        // Only warnings: the INFO log would record every command, typed keys included.
-        .arg("--log-level=WARNING")
-        .env("TMPDIR", tmp)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| BrowserError::DriverSpawn { binary: binary.to_path_buf(), source })?;
-    let pgid = child.id().map(|id| id as i32).unwrap_or(0);
-    let log_tail = Arc::new(Mutex::new(Vec::new()));
-    if let Some(mut stderr) = child.stderr.take() {
-        let tail = Arc::clone(&log_tail);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
-                t.extend_from_slice(&buf[..n]);
-                let excess = t.len().saturating_sub(LOG_TAIL_BYTES);
-                t.drain(..excess);
-            }
-        });
-    }
-    let mut driver = SpawnedDriver { child, pgid, log_tail };
-    let url = Url::parse(&format!("http://127.0.0.1:{port}/")).expect("valid loopback URL");
-    if let Err(e) = wait_ready(&mut driver, &url, binary).await {
-        driver.terminate().await;
-        return Err(e);
-    }
-    Ok((driver, url))
-}
-
 /// Poll `GET /status` until chromedriver says `ready`, or it exits, or the timeout passes.
 async fn wait_ready(driver: &mut SpawnedDriver, url: &Url, binary: &Path) -> Result<(), BrowserError> {
     let started = Instant::now();
     let mut interval = tokio::time::interval(Duration::from_millis(5));
     loop {
         interval.tick().await;
-        if let Ok(Some(exit)) = driver.child.try_wait() {
+        if let Some(exit) = driver.exited() {
             return Err(BrowserError::DriverExited {
                 binary: binary.to_path_buf(),
                 status: exit.to_string(),
@@ -285,56 +256,6 @@ async fn get_status(url: &Url) -> Option<serde_json::Value> {
     }
 }
 
-impl SpawnedDriver {
-    fn log_tail(&self) -> String {
-        let t = self.log_tail.lock().unwrap_or_else(|p| p.into_inner());
-        String::from_utf8_lossy(&t).trim().to_owned()
-    }
-
-    /// SIGTERM the whole group, wait for chromedriver to exit, SIGKILL the group after the grace period.
-    async fn terminate(&mut self) {
-        kill_group(self.pgid, libc::SIGTERM);
-        if tokio::time::timeout(KILL_GRACE, self.child.wait()).await.is_err() {
-            tracing::debug!(pgid = self.pgid, "chromedriver ignored SIGTERM; sending SIGKILL");
-        }
-        // Chromium helpers may outlive chromedriver's exit: the group gets SIGKILL either way.
-        kill_group(self.pgid, libc::SIGKILL);
-        let _ = self.child.wait().await;
-    }
-}
-
-fn kill_group(pgid: i32, signal: i32) {
-    if pgid > 0 {
-        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
-        unsafe {
-            libc::kill(-pgid, signal);
-        }
-    }
-}
-
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
-}
-
-/// Remove profile dirs left by processes of ours that no longer run (a crash or SIGKILL skips `Drop`).
-pub fn sweep_stale_profiles() -> usize {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return 0 };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(PROFILE_PREFIX) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
-        // SAFETY: kill(pid, 0) only checks that the process exists.
-        let alive =
-            unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
-}
-
-/// The profile dir prefix, for tests that check nothing is left behind.
-pub fn profile_prefix() -> PathBuf {
-    std::env::temp_dir().join(PROFILE_PREFIX)
 }
