@@ -28,7 +28,7 @@ use crate::config::{Config, OnStart};
 use crate::error::error_chain;
 use crate::metrics::Metrics;
 use crate::run::pool::run_accounts;
-use crate::run::{RunError, Runner, Trigger, WhenValid};
+use crate::run::{Outcome, RunError, Runner, Trigger, WhenValid};
 use crate::shutdown::{self, Signal};
 
 /// How long a stop waits for the in-flight run to unwind (browser teardown included).
@@ -65,17 +65,42 @@ impl Passes {
             warn!(%trigger, "a run is still in progress; this one is skipped");
             return;
         };
-        info!(%trigger, "run started");
         let accounts: Vec<_> = self.runner.config().accounts.iter().collect();
-        let work = run_accounts(&self.runner, &accounts, when_valid, trigger, |done| match &done.result {
-            Ok(o) => info!(account = %done.account.name, "{o}"),
-            Err(e) => {
-                error!(account = %done.account.name, error = %error_chain(e), "run failed; next try at the next tick")
+        let slots = self.runner.browser_slots().capacity();
+        info!(%trigger, accounts = accounts.len(), max_sessions = slots, "run started");
+        let started = std::time::Instant::now();
+        let work = run_accounts(&self.runner, &accounts, when_valid, trigger, |done| {
+            let secs = done.elapsed.as_secs_f64();
+            match &done.result {
+                Ok(o) => info!(account = %done.account.name, elapsed_secs = secs, "{o}"),
+                Err(e) => error!(
+                    account = %done.account.name,
+                    elapsed_secs = secs,
+                    error = %error_chain(e),
+                    "run failed; next try at the next tick"
+                ),
             }
         });
         tokio::select! {
-            _ = self.cancel.cancelled() => info!("run cancelled by shutdown"),
-            _ = work => {}
+            _ = self.cancel.cancelled() => {
+                self.runner.settle().await;
+                info!(%trigger, "run cancelled by shutdown");
+            }
+            results = work => {
+                let count = |f: fn(&Result<Outcome, RunError>) -> bool| results.iter().filter(|r| f(&r.result)).count();
+                let failed: Vec<&str> =
+                    results.iter().filter(|r| r.result.is_err()).map(|r| r.account.name.as_str()).collect();
+                info!(
+                    %trigger,
+                    accounts = results.len(),
+                    logged_in = count(|r| matches!(r, Ok(Outcome::LoggedIn { .. }))),
+                    kept = count(|r| matches!(r, Ok(Outcome::Skipped { .. } | Outcome::Republished { .. }))),
+                    failed = failed.len(),
+                    failed_accounts = %failed.join(","),
+                    elapsed_secs = started.elapsed().as_secs_f64(),
+                    "run finished"
+                );
+            }
         }
         release_freed_memory();
     }
@@ -110,8 +135,12 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
     let metrics = Arc::new(Metrics::new());
     let runner = Arc::new(Runner::new(Arc::clone(&config), metrics).map_err(DaemonError::Setup)?);
     let swept = crate::login::browser::sweep_stale_profiles();
-    if swept > 0 {
-        info!(swept, "removed browser profile dirs left by a previous crash");
+    if swept.dirs > 0 {
+        info!(
+            dirs = swept.dirs,
+            groups_killed = swept.groups_killed,
+            "removed browser profile dirs left by a previous crash"
+        );
     }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

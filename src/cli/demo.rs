@@ -150,6 +150,7 @@ pub async fn run(output: &Path) -> ExitStatus {
             return ExitStatus::Failure;
         }
     };
+    runner.settle().await;
     sim.shutdown().await;
     match result {
         Ok(outcome) => {

@@ -8,6 +8,7 @@
 
 mod demo;
 mod print;
+mod progress;
 mod token;
 
 use std::path::{Path, PathBuf};
@@ -185,16 +186,28 @@ async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid) 
     if accounts.iter().any(|a| a.may_request_token()) {
         serve_notifier(&runner, &accounts).await;
     }
-    let work = run_accounts(&runner, &accounts, when_valid, Trigger::Command, |done| match &done.result {
-        Ok(outcome) => eprintln!("{}: {outcome}", done.account.name),
-        Err(e) => eprintln!("{}: FAILED: {}", done.account.name, error_chain(e)),
-    });
+    let progress = progress::Progress::new(accounts.len());
+    let work = run_accounts(&runner, &accounts, when_valid, Trigger::Command, |done| progress.done(done));
+    let watch = async {
+        loop {
+            progress.browsers(runner.browser_slots().in_use());
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
     let status = tokio::select! {
         results = work => {
+            progress.finish();
+            if results.len() > 1 {
+                print!("{}", progress::summary(&results));
+            }
             if results.iter().all(|r| r.result.is_ok()) { ExitStatus::Success } else { ExitStatus::Failure }
         }
+        () = watch => unreachable!("the watch loop never ends"),
         signal = shutdown::signal() => {
-            eprintln!("interrupted by {signal}; browser closed, published tokens untouched");
+            progress.finish();
+            // Browsers of runs in flight were killed as their futures dropped; teardowns already under way finish.
+            runner.settle().await;
+            eprintln!("interrupted by {signal}; browsers closed, published tokens untouched");
             ExitStatus::Failure
         }
     };

@@ -13,6 +13,9 @@ pub mod token_request;
 
 use std::time::{Duration, Instant};
 
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::TaskTracker;
+
 use crate::config::{Account, BrowserConfig, UpstoxConfig};
 use crate::oauth::{AuthorizationRequest, ExchangeError, TokenResponse, UpstoxApi};
 use crate::totp::{TotpError, TotpGenerator};
@@ -165,7 +168,8 @@ impl LoginError {
     }
 }
 
-/// What a login method needs from the run: the account's persisted facts and the Upstox API.
+/// What a login method needs from the run: the account's persisted facts, the Upstox API and, for a method that
+/// drives a browser, the browser slot the run waited for.
 pub struct LoginContext<'a> {
     pub account: &'a Account,
     pub upstox: &'a UpstoxConfig,
@@ -176,6 +180,9 @@ pub struct LoginContext<'a> {
     pub expected_user_id: Option<String>,
     /// When a token request may be sent (the run's trigger decides).
     pub send_time: SendTime,
+    /// One of `browser.max_sessions` permits (`run::pool::BrowserSlots`), held by the browser until its processes
+    /// are gone; `None`: unbounded.
+    pub browser_slot: Option<OwnedSemaphorePermit>,
 }
 
 /// The closed set of ways to get a token.
@@ -190,10 +197,30 @@ pub enum LoginMethod {
 impl LoginMethod {
     /// One login, start to token. The observer hears of every PIN and TOTP before they are submitted, and of an
     /// awaited approval before the wait.
-    pub async fn login(&self, ctx: &LoginContext<'_>, observe: &mut Observer<'_>) -> Result<IssuedToken, LoginFailure> {
+    pub async fn login(&self, ctx: LoginContext<'_>, observe: &mut Observer<'_>) -> Result<IssuedToken, LoginFailure> {
         match self {
             LoginMethod::Browser(method) => method.login(ctx, observe).await,
-            LoginMethod::TokenRequest(method) => method.login(ctx, observe).await,
+            LoginMethod::TokenRequest(method) => method.login(&ctx, observe).await,
+        }
+    }
+
+    /// Whether a login by this method opens a browser (and so must wait for a browser slot first).
+    pub fn uses_browser(&self) -> bool {
+        match self {
+            LoginMethod::Browser(_) => true,
+            LoginMethod::TokenRequest(_) => false,
+        }
+    }
+
+    /// Wait for the work a login left running after its token (a browser's teardown) to finish.
+    pub async fn settle(&self) {
+        match self {
+            LoginMethod::Browser(method) => {
+                method.teardowns.close();
+                method.teardowns.wait().await;
+                method.teardowns.reopen();
+            }
+            LoginMethod::TokenRequest(_) => {}
         }
     }
 }
@@ -204,10 +231,12 @@ pub struct BrowserLogin {
     /// Wait for the next TOTP window when fewer than this remain in the current one.
     pub totp_min_remaining: Duration,
     pub artifacts: ArtifactStore,
+    /// Browser teardowns left running once a code was in hand (`LoginMethod::settle` waits for them).
+    pub teardowns: TaskTracker,
 }
 
 impl BrowserLogin {
-    async fn login(&self, ctx: &LoginContext<'_>, observe: &mut Observer<'_>) -> Result<IssuedToken, LoginFailure> {
+    async fn login(&self, ctx: LoginContext<'_>, observe: &mut Observer<'_>) -> Result<IssuedToken, LoginFailure> {
         let fail = |error, timings| LoginFailure { error, timings };
         let account = ctx.account;
         let credentials = account.credentials.as_ref().ok_or_else(|| fail(LoginError::NoCredentials, Vec::new()))?;
@@ -221,7 +250,7 @@ impl BrowserLogin {
             totp: &totp,
             last_totp_step: ctx.last_totp_step,
         };
-        let outcome = browser::login(self, &inputs, observe)
+        let outcome = browser::login(self, ctx.browser_slot, &inputs, observe)
             .await
             .map_err(|f| fail(LoginError::Browser { error: Box::new(f.error) }, f.timings))?;
         let mut timings = outcome.timings;

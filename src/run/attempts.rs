@@ -9,6 +9,7 @@ use backon::BackoffBuilder;
 use chrono::Utc;
 use tracing::{info, warn};
 
+use super::pool::RunClock;
 use super::{RunError, Runner};
 use crate::config::Account;
 use crate::config::{Fallback, Method};
@@ -38,11 +39,12 @@ impl Runner {
         permit: &Permit<'_>,
         account: &Account,
         send_time: SendTime,
+        clock: &RunClock,
     ) -> Result<Attempts, RunError> {
         if account.method == Method::TokenRequest {
             return self.request_token(permit, account, send_time).await.map_err(RunError::Login);
         }
-        let browser = match self.login_with_retries(permit, account).await {
+        let browser = match self.login_with_retries(permit, account, clock).await {
             Err(RunError::Login(error))
                 if account.fallback == Fallback::TokenRequest && token_request::is_page_reason(&error) =>
             {
@@ -81,6 +83,7 @@ impl Runner {
             last_totp_step: None,
             expected_user_id: account.user_id.clone().or(known),
             send_time,
+            browser_slot: None,
         };
         let mut observe = |event: LoginEvent| -> Result<(), Veto> {
             if let LoginEvent::ApprovalRequested { until } = event {
@@ -92,7 +95,7 @@ impl Runner {
             }
             Ok(())
         };
-        let result = self.token_request.login(&ctx, &mut observe).await;
+        let result = self.token_request.login(ctx, &mut observe).await;
         let timings = match &result {
             Ok(issued) => &issued.timings,
             Err(failure) => &failure.timings,
@@ -105,11 +108,19 @@ impl Runner {
         result.map(|issued| Attempts { issued, count: 1 }).map_err(|failure| failure.error)
     }
 
+    /// Whole logins until a token or a permanent error; the clock check runs beside the first one (it only warns,
+    /// and need not delay the browser).
     pub(super) async fn login_with_retries(
         &self,
         permit: &Permit<'_>,
         account: &Account,
+        clock: &RunClock,
     ) -> Result<Attempts, RunError> {
+        let (result, ()) = tokio::join!(self.attempts(permit, account, clock), self.check_clock());
+        result
+    }
+
+    async fn attempts(&self, permit: &Permit<'_>, account: &Account, clock: &RunClock) -> Result<Attempts, RunError> {
         let policy = &self.config.login;
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(policy.retry_min_backoff)
@@ -117,11 +128,10 @@ impl Runner {
             .with_jitter()
             .without_max_times()
             .build();
-        self.check_clock().await;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.login_once(permit, account).await {
+            match self.login_once(permit, account, clock).await {
                 Ok(issued) => return Ok(Attempts { issued, count: attempt }),
                 Err(e) if e.is_permanent() || attempt >= policy.max_attempts => return Err(e),
                 Err(e) => {
@@ -133,8 +143,14 @@ impl Runner {
         }
     }
 
-    /// The guard, then one login by the account's method.
-    async fn login_once(&self, permit: &Permit<'_>, account: &Account) -> Result<IssuedToken, RunError> {
+    /// The guard, a browser slot (if the method needs one; the wait is off the clock), then one login by the
+    /// account's method.
+    async fn login_once(
+        &self,
+        permit: &Permit<'_>,
+        account: &Account,
+        clock: &RunClock,
+    ) -> Result<IssuedToken, RunError> {
         let day = token::ist_day(Utc::now());
         let cap = self.config.login.max_pin_submissions_per_day;
         let (facts, last_totp_step) = permit.guard_facts()?;
@@ -142,13 +158,16 @@ impl Runner {
             self.metrics.guard_refusal(&account.name);
             return Err(RunError::Guard { account: account.name.clone(), refusal, location: permit.location() });
         }
+        let api = self.api()?;
+        let browser_slot = if self.browser.uses_browser() { Some(self.slots.acquire(clock).await) } else { None };
         let ctx = LoginContext {
             account,
             upstox: &self.config.upstox,
-            api: self.api()?,
+            api,
             last_totp_step,
             expected_user_id: None,
             send_time: SendTime::Now,
+            browser_slot,
         };
         let mut observe = |event: LoginEvent| -> Result<(), Veto> {
             let persisted = match event {
@@ -168,7 +187,7 @@ impl Runner {
             };
             persisted.map(|_| ()).map_err(|e| Veto(format!("cannot persist the lockout counter: {}", error_chain(&e))))
         };
-        let result = self.browser.login(&ctx, &mut observe).await;
+        let result = self.browser.login(ctx, &mut observe).await;
         let timings = match &result {
             Ok(issued) => &issued.timings,
             Err(failure) => &failure.timings,

@@ -19,6 +19,8 @@ pub use outcome::{Outcome, RunError, Trigger, WhenValid};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use tokio_util::task::TaskTracker;
+
 use chrono::Utc;
 use tracing::{info, warn};
 
@@ -37,6 +39,7 @@ use crate::secret::AccessToken;
 use crate::sink::Sink;
 use crate::state::StateStore;
 use crate::token::{self, TokenDocument};
+use pool::{BrowserSlots, RunClock};
 use publish::{Publisher, freshest};
 use record::StepLog;
 
@@ -59,6 +62,8 @@ pub struct Runner {
     step_log: StepLog,
     /// The days NSE is closed (Upstox's list, the operator's dates), refreshed once per IST day.
     calendar: Calendar,
+    /// The bound on browsers alive at once (`browser.max_sessions`), shared by every run of this runner.
+    slots: BrowserSlots,
 }
 
 impl Runner {
@@ -69,6 +74,7 @@ impl Runner {
             browser: config.browser.clone(),
             totp_min_remaining: config.login.totp_min_remaining,
             artifacts: ArtifactStore::new(config.failures_dir(), config.login.failure_artifacts_keep),
+            teardowns: TaskTracker::new(),
         });
         let outstanding = Arc::new(Outstanding::new());
         let token_request = LoginMethod::TokenRequest(TokenRequestLogin {
@@ -79,6 +85,7 @@ impl Runner {
         let notifier = Notifier::new(&config.notifiers, &config.notify, record::secrets(&config));
         let market = &config.schedule.market;
         let calendar = Calendar::new(&config.upstox, market.extra_holidays_file.clone(), market.extra_holidays.clone());
+        let slots = BrowserSlots::new(config.browser.max_sessions);
         Ok(Self {
             config,
             publisher,
@@ -91,6 +98,7 @@ impl Runner {
             notifier,
             step_log: StepLog::default(),
             calendar,
+            slots,
         })
     }
 
@@ -133,8 +141,19 @@ impl Runner {
         &self.calendar
     }
 
+    pub fn browser_slots(&self) -> &BrowserSlots {
+        &self.slots
+    }
+
+    /// Wait for what finished logins left running (browser teardowns after the token was published); every pass
+    /// ends with it, so no browser outlives a pass.
+    pub async fn settle(&self) {
+        self.browser.settle().await;
+    }
+
     /// One run for `account`, bounded by `login.run_deadline_secs` (plus, for an account that may send a token
-    /// request, the wait for 03:30 IST and `login.approval_timeout_secs`), recorded in state and metrics.
+    /// request, the wait for 03:30 IST and `login.approval_timeout_secs`; waits for a browser slot not counted),
+    /// recorded in state and metrics. A browser it started may still be tearing down when it returns (`settle`).
     #[tracing::instrument(skip_all, fields(account = %account.name, %trigger))]
     pub async fn run(&self, account: &Account, when_valid: WhenValid, trigger: Trigger) -> Result<Outcome, RunError> {
         let Some(permit) = self.coordinator.try_acquire(&account.name)? else {
@@ -146,10 +165,10 @@ impl Runner {
         if account.may_request_token() {
             deadline += token_request::longest_wait(Utc::now(), send_time, self.config.login.approval_timeout);
         }
-        let result = match tokio::time::timeout(deadline, self.run_with(&permit, account, when_valid, send_time)).await
-        {
-            Ok(r) => r,
-            Err(_) => Err(RunError::Deadline(deadline)),
+        let clock = RunClock::new(deadline);
+        let result = match clock.bound(self.run_with(&permit, account, when_valid, send_time, &clock)).await {
+            Some(r) => r,
+            None => Err(RunError::Deadline(deadline)),
         };
         match &result {
             Ok(Outcome::Skipped { .. } | Outcome::Republished { .. }) => {
@@ -167,6 +186,7 @@ impl Runner {
         account: &Account,
         when_valid: WhenValid,
         send_time: SendTime,
+        clock: &RunClock,
     ) -> Result<Outcome, RunError> {
         let held = self.publisher.read(&account.name).await;
         let best = freshest(&held, Utc::now()).cloned();
@@ -181,7 +201,7 @@ impl Runner {
             }
         }
         let max_seen = held.iter().flatten().map(|d| d.generation).max().unwrap_or(0);
-        let attempts = self.obtain(permit, account, send_time).await?;
+        let attempts = self.obtain(permit, account, send_time, clock).await?;
         let publish_started = Instant::now();
         let issued = Utc::now();
         let response = attempts.issued.response;
