@@ -47,9 +47,13 @@ impl Rig {
     }
 
     pub async fn with_faults(faults: Faults) -> Rig {
-        require_browser();
         // No market holidays unless a test declares some: cron runs must not depend on the day the tests run.
-        let config = SimConfig { faults, holidays: Vec::new(), ..SimConfig::demo() };
+        Rig::with_sim(SimConfig { faults, holidays: Vec::new(), ..SimConfig::demo() }).await
+    }
+
+    /// A rig around a simulator with this configuration (e.g. several accounts), taken as given.
+    pub async fn with_sim(config: SimConfig) -> Rig {
+        require_browser();
         let sim = Simulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("simulator starts");
         let dir = tempfile::Builder::new().prefix("relogin-test-").tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
@@ -229,6 +233,31 @@ pub fn processes_with_tmpdir_under(dir: &Path) -> Vec<(i32, String)> {
     found
 }
 
+/// Pids of every live descendant of `pid` (children, their children, …), from `/proc/<pid>/stat`.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // `pid (comm) state ppid …`; comm may contain spaces, so split after the last ')'.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((child, ppid));
+            }
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parent_of.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
 /// Set `key = value` (TOML text) in `[table]` (or the first `[[table]]`) of `toml`, replacing the key if the table
 /// has it, adding the table at the end if it is missing.
 pub fn toml_set(toml: &str, table: &str, key: &str, value: &str) -> String {
@@ -315,10 +344,20 @@ impl RedisServer {
     }
 
     pub fn start_on(port: u16) -> RedisServer {
+        RedisServer::start_with(port, &[])
+    }
+
+    /// A server that wants this password (`AUTH`).
+    pub fn start_with_password(password: &str) -> RedisServer {
+        RedisServer::start_with(free_port(), &["--requirepass", password])
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> RedisServer {
         require("redis-server");
         let dir = tempfile::tempdir().unwrap();
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .arg("--dir")
             .arg(dir.path())
             .stdout(std::process::Stdio::null())
@@ -339,9 +378,13 @@ impl RedisServer {
         loop {
             if let Ok(client) = redis::Client::open(self.url())
                 && let Ok(mut conn) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
             {
-                return;
+                match redis::cmd("PING").query::<String>(&mut conn) {
+                    Ok(_) => return,
+                    // Up, and wants a password: ready too.
+                    Err(e) if e.to_string().contains("NOAUTH") => return,
+                    Err(_) => {}
+                }
             }
             assert!(Instant::now() < deadline, "redis-server did not answer PING within 10s");
             std::thread::yield_now();
