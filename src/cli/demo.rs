@@ -22,6 +22,10 @@ pub struct SimulateArgs {
     /// `state_dir` written into the printed config.
     #[arg(long, default_value = "./upstox-relogin-sim-state")]
     pub state_dir: PathBuf,
+    /// Simulated accounts, each with its own app (client id, secret), mobile, PIN and TOTP secret; the printed
+    /// config has one `[[accounts]]` per account (`demo-1`, `demo-2`, … when more than one).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub accounts: u16,
     /// Fault: the first N token requests answer 503 (the code is still spent).
     #[arg(long, default_value_t = 0)]
     pub token_5xx_first: u32,
@@ -63,7 +67,7 @@ pub struct SimulateArgs {
 
 /// `simulate`: serve until SIGINT/SIGTERM.
 pub async fn simulate(args: SimulateArgs) -> ExitStatus {
-    let mut config = SimConfig::demo();
+    let mut config = SimConfig::demo_accounts(usize::from(args.accounts));
     config.faults = Faults {
         token_5xx_first: args.token_5xx_first,
         step_delay_ms: args.step_delay_ms,
