@@ -92,6 +92,7 @@ fn capabilities(profile: &std::path::Path) -> serde_json::Map<String, serde_json
         user_agent: None,
         extra_args: Vec::new(),
         selectors: Default::default(),
+        max_sessions: 1,
     };
     upstox_relogin::login::browser::capabilities(&browser, Some(profile))
 }

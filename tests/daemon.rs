@@ -125,6 +125,13 @@ async fn daemon_logs_in_at_start_skips_while_valid_serves_endpoints_and_stops_on
     assert_eq!(code, 0, "{log}");
     assert!(took < Duration::from_secs(10), "stop took {took:?}");
     rig.assert_no_browser_left();
+    // One line per account per run (with its time), and a summary per run.
+    let start_line = log.lines().find(|l| l.contains("run finished") && l.contains("trigger=start"));
+    let start_line = start_line.unwrap_or_else(|| panic!("no run summary:\n{log}"));
+    assert!(start_line.contains("logged_in=1") && start_line.contains("failed=0"), "{start_line}");
+    assert!(
+        log.lines().any(|l| l.contains("account=primary") && l.contains("elapsed_secs=") && l.contains("logged in"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

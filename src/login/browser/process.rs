@@ -30,6 +30,12 @@ pub(super) const GONE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The guard: block until stdin (a pipe only the parent holds) ends, then SIGKILL the own process group.
 const GUARD_SCRIPT: &str = "read -r _; kill -KILL 0";
 
+/// Longest path of a Unix socket (`sun_path` less its NUL). Chromium puts one at
+/// `$TMPDIR/.org.chromium.Chromium.XXXXXX/SingletonSocket` (46 bytes below TMPDIR) and exits at start when it does not
+/// fit (observed; chromedriver then only says "Chrome instance exited").
+const SOCKET_PATH_MAX: usize = 107;
+const CHROMIUM_SOCKET_SUFFIX: usize = 46;
+
 /// Variables a child may inherit from us; everything else (a PIN in `pin_env`, a Redis password) stays here.
 /// `LC_*` too. Display and font variables serve a headed Chromium under `xvfb-run`; the proxy variables are the
 /// browser's own network settings.
@@ -82,6 +88,13 @@ impl Scratch {
             .map_err(|source| BrowserError::Profile { source })?;
         for sub in ["profile", "tmp"] {
             std::fs::create_dir(dir.path().join(sub)).map_err(|source| BrowserError::Profile { source })?;
+        }
+        let tmp_len = dir.path().join("tmp").as_os_str().len();
+        if tmp_len + CHROMIUM_SOCKET_SUFFIX > SOCKET_PATH_MAX {
+            tracing::warn!(
+                tmpdir = %std::env::temp_dir().display(),
+                "TMPDIR is too long for Chromium's sockets (their paths would exceed {SOCKET_PATH_MAX} bytes): Chromium may exit at start; use a shorter TMPDIR"
+            );
         }
         Ok(Scratch { dir })
     }

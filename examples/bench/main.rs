@@ -11,7 +11,16 @@
 //!    answers; then `run` with `on_start = "always"`, once its login is done and `/readyz` says ready;
 //! 3. `check-config`: the median of repeated runs.
 //!
-//! `bench --app target/release/upstox-relogin [--minimal PATH] [--pairs N]` (env `BENCH_PAIRS`).
+//! 4. many accounts (`pool.rs`): `login --force` over 1, 4, 8 and 16 accounts × `browser.max_sessions` 1, 2 and 4:
+//!    wall time, logins per minute, peak memory of the whole process tree (PSS of the binary, chromedriver and every
+//!    Chromium process, sampled from /proc), the most logins in flight (the simulator's journal);
+//! 5. with `--baseline PATH` (a previous build of the binary): paired single logins, time to token (process start
+//!    until the token file exists) of this build against the baseline.
+//!
+//! `bench --app target/release/upstox-relogin [--minimal PATH] [--pairs N] [--baseline PATH] [--ttt-pairs N]`
+//! (env `BENCH_PAIRS`, `BENCH_BASELINE`, `BENCH_TTT_PAIRS`).
+
+mod pool;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -46,6 +55,18 @@ struct Args {
     /// `check-config` runs.
     #[arg(long, default_value_t = 20)]
     check_config_runs: usize,
+    /// A previous build of `upstox-relogin`, for the paired time to token.
+    #[arg(long, env = "BENCH_BASELINE")]
+    baseline: Option<PathBuf>,
+    /// Pairs of single logins for the time to token.
+    #[arg(long, env = "BENCH_TTT_PAIRS", default_value_t = 8)]
+    ttt_pairs: usize,
+    /// Account counts of the many-accounts matrix (empty: skip it).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,8,16")]
+    accounts: Vec<usize>,
+    /// `browser.max_sessions` values of the matrix.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    max_sessions: Vec<usize>,
 }
 
 /// One timed process: wall time and the `step done` lines it printed.
@@ -77,8 +98,10 @@ async fn main() -> Result<(), Error> {
         }
     }
     let pairs = args.pairs.max(1);
-    // Per pair two users; one warm-up pair; two daemon accounts.
-    let users: Vec<SimUser> = (0..2 * pairs + 4).map(sim_user).collect();
+    // Per pair two users; one warm-up pair; two daemon accounts; the pool matrix; the time-to-token pairs.
+    let ttt_pairs = if args.baseline.is_some() { args.ttt_pairs.max(1) } else { 0 };
+    let matrix = pool::Matrix { accounts: args.accounts.clone(), max_sessions: args.max_sessions.clone() };
+    let users: Vec<SimUser> = (0..2 * pairs + 4 + matrix.users() + 2 * ttt_pairs).map(sim_user).collect();
     let client = SimClient {
         client_id: "bench-0000-0000-0000-000000000000".into(),
         client_secret: "bench-secret".into(),
@@ -97,7 +120,7 @@ async fn main() -> Result<(), Error> {
     .await?;
     let dir = tempfile::Builder::new().prefix("upstox-relogin-bench-").tempdir()?;
     let bench = Bench { sim: &sim, client: &client, users: &users, dir: dir.path(), app: &args.app, minimal: &minimal };
-    let result = bench.run(pairs, args.check_config_runs).await;
+    let result = bench.run(pairs, args.check_config_runs, &matrix, args.baseline.as_deref(), ttt_pairs).await;
     sim.shutdown().await;
     if result.is_err() {
         // Keep the configs, logs and failure artifacts (screenshots) for a look.
@@ -116,7 +139,14 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    async fn run(&self, pairs: usize, check_config_runs: usize) -> Result<(), Error> {
+    async fn run(
+        &self,
+        pairs: usize,
+        check_config_runs: usize,
+        matrix: &pool::Matrix,
+        baseline: Option<&Path>,
+        ttt_pairs: usize,
+    ) -> Result<(), Error> {
         println!("upstox-relogin benchmark: {pairs} login pairs against the in-process simulator");
         println!("both sides type the current TOTP window's code at once ([login] totp_min_remaining_secs = 0)\n");
 
@@ -155,12 +185,35 @@ impl Bench<'_> {
         let after = self.idle_rss(&after_config, after_port, "readyz").await?;
         let check = self.check_config(&idle_config, check_config_runs).await?;
 
+        let first = 2 * pairs + 4;
+        let cells = self.pool_matrix(matrix, &(first..first + matrix.users()).collect::<Vec<_>>()).await?;
+        let ttt = match baseline {
+            Some(baseline) => {
+                let first = first + matrix.users();
+                Some(self.time_to_token(baseline, &(first..first + 2 * ttt_pairs).collect::<Vec<_>>()).await?)
+            }
+            None => None,
+        };
+
         report(pairs, &apps, &minimals, &fresh, &after, &check);
+        pool::report(&cells, ttt.as_ref());
         Ok(())
     }
 
     /// A config with one account per listed user (`u<index>`), a file sink, and a fresh `state_dir`.
     fn write_config(&self, name: &str, users: &[usize], on_start: &str, port: u16) -> Result<PathBuf, Error> {
+        self.write_config_with(name, users, on_start, port, "")
+    }
+
+    /// `write_config` with `extra` TOML appended (whole tables).
+    fn write_config_with(
+        &self,
+        name: &str,
+        users: &[usize],
+        on_start: &str,
+        port: u16,
+        extra: &str,
+    ) -> Result<PathBuf, Error> {
         let state_dir = self.dir.join(format!("state-{name}"));
         std::fs::create_dir_all(state_dir.join("tokens"))?;
         let api_base = self.sim.base_url().as_str().trim_end_matches('/').to_owned();
@@ -190,6 +243,7 @@ impl Bench<'_> {
             "\n[[sinks]]\ntype = \"file\"\npath = {}\n",
             quote(&state_dir.join("tokens/{account}.json").display().to_string())
         ));
+        toml.push_str(extra);
         let path = self.dir.join(format!("{name}.toml"));
         std::fs::write(&path, toml)?;
         Ok(path)
