@@ -10,8 +10,9 @@ use upstox_relogin::config::LogFormat;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    let console = cli::Console::default();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,reqwest=warn"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(console.clone()).with_target(false);
     match cli::log_format(&cli) {
         // One object per line: the event's fields at the top level, the enclosing span's (e.g. `account`) under "span".
         LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
@@ -26,5 +27,5 @@ fn main() -> ExitCode {
             return ExitStatus::Failure.into();
         }
     };
-    runtime.block_on(cli::execute(cli)).into()
+    runtime.block_on(cli::execute(cli, console)).into()
 }

@@ -11,6 +11,8 @@ mod print;
 mod progress;
 mod token;
 
+pub use progress::Console;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,12 +101,15 @@ pub enum Command {
     },
 }
 
-/// Run the parsed command and return its exit status.
-pub async fn execute(cli: Cli) -> ExitStatus {
+/// Run the parsed command and return its exit status; `console` is the log writer (see `Console`).
+pub async fn execute(cli: Cli, console: Console) -> ExitStatus {
     match cli.command {
         Command::CheckConfig => check_config(&cli.config),
         Command::Login { accounts, force } => match load(&cli.config) {
-            Ok(config) => login(config, &accounts, if force { WhenValid::LogIn } else { WhenValid::Skip }).await,
+            Ok(config) => {
+                let when_valid = if force { WhenValid::LogIn } else { WhenValid::Skip };
+                login(config, &accounts, when_valid, &console).await
+            }
             Err(status) => status,
         },
         Command::Status { json } => match load(&cli.config).and_then(runner) {
@@ -169,7 +174,7 @@ fn check_config(path: &Path) -> ExitStatus {
     }
 }
 
-async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid) -> ExitStatus {
+async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid, console: &Console) -> ExitStatus {
     let unknown: Vec<&String> = selected.iter().filter(|n| !config.accounts.iter().any(|a| &a.name == *n)).collect();
     if !unknown.is_empty() {
         let known: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
@@ -186,7 +191,7 @@ async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid) 
     if accounts.iter().any(|a| a.may_request_token()) {
         serve_notifier(&runner, &accounts).await;
     }
-    let progress = progress::Progress::new(accounts.len());
+    let progress = progress::Progress::new(accounts.len(), console);
     let work = run_accounts(&runner, &accounts, when_valid, Trigger::Command, |done| progress.done(done));
     let watch = async {
         loop {

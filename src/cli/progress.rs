@@ -1,10 +1,65 @@
 //! How `login` shows a pass over the accounts: one line per account as its result arrives (above a progress bar
-//! when stderr is a terminal, plain lines otherwise), then, for several accounts, a summary table.
+//! when stderr is a terminal, plain lines otherwise), then, for several accounts, a summary table. `Console` is the
+//! log writer: while a bar is shown, log lines are written above it instead of through it.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// stderr for the logs (`tracing_subscriber`'s writer), aware of the progress bar on screen, if any.
+#[derive(Clone, Default)]
+pub struct Console {
+    bar: Arc<Mutex<Option<ProgressBar>>>,
+}
+
+impl Console {
+    fn show(&self, bar: Option<ProgressBar>) {
+        *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = bar;
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Console {
+    type Writer = ConsoleLine;
+
+    fn make_writer(&'a self) -> ConsoleLine {
+        ConsoleLine { bar: self.bar.lock().unwrap_or_else(|p| p.into_inner()).clone(), text: Vec::new() }
+    }
+}
+
+/// One log event, written to stderr when dropped (with the bar lifted while it is written).
+pub struct ConsoleLine {
+    bar: Option<ProgressBar>,
+    text: Vec<u8>,
+}
+
+impl Write for ConsoleLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ConsoleLine {
+    fn drop(&mut self) {
+        if self.text.is_empty() {
+            return;
+        }
+        // A log line that cannot be written has nowhere else to go.
+        let write = || {
+            let _ = std::io::stderr().write_all(&self.text);
+        };
+        match &self.bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+}
 
 use crate::error::error_chain;
 use crate::run::Outcome;
@@ -13,11 +68,12 @@ use crate::run::pool::AccountResult;
 /// The live part: the bar (on a terminal) or nothing, and the result lines.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    console: Console,
 }
 
 impl Progress {
-    /// A bar for `total` accounts when stderr is a terminal and there is more than one.
-    pub fn new(total: usize) -> Progress {
+    /// A bar for `total` accounts when stderr is a terminal and there is more than one; logs go above it.
+    pub fn new(total: usize, console: &Console) -> Progress {
         let bar = (total > 1 && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(total as u64);
             let style =
@@ -28,7 +84,8 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        Progress { bar }
+        console.show(bar.clone());
+        Progress { bar, console: console.clone() }
     }
 
     /// Show how many browsers are running (called while the pass runs).
@@ -54,6 +111,7 @@ impl Progress {
     }
 
     pub fn finish(&self) {
+        self.console.show(None);
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
