@@ -92,10 +92,18 @@ async fn children_never_see_a_secret_and_die_with_a_killed_binary() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     child.wait().await.unwrap();
     let needle = tmp.display().to_string();
-    wait_for("every browser process to die with the binary", Duration::from_secs(10), || async {
-        (processes_with_tmpdir_under(&tmp).is_empty() && processes_mentioning(&needle).is_empty()).then_some(())
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (by_env, by_cmdline) = (processes_with_tmpdir_under(&tmp), processes_mentioning(&needle));
+        if by_env.is_empty() && by_cmdline.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "browser processes survived the binary by 10 s: {by_env:?} {by_cmdline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(scratch_dirs(&tmp).len(), 1, "the killed binary could not remove its scratch dir");
 
     // The next start sweeps it (here the daemon, which logs nothing in: `on_start = "never"`).

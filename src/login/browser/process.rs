@@ -141,8 +141,10 @@ impl SpawnedDriver {
         guard.arg("-c").arg(GUARD_SCRIPT).arg(scratch.path());
         guard.env_clear().envs(env.iter().cloned());
         guard.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0).kill_on_drop(true);
+        // No PR_SET_PDEATHSIG here: it would SIGKILL the guard in the very moment it must act (the kernel closes
+        // the pipe, then signals the children of the dead parent), and it would lose that race.
         // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe functions.
-        unsafe { guard.pre_exec(move || die_with(parent)) };
+        unsafe { guard.pre_exec(move || parent_alive(parent)) };
         let guard =
             guard.spawn().map_err(|source| BrowserError::DriverSpawn { binary: PathBuf::from("/bin/sh"), source })?;
         let pgid = guard.id().map(|id| id as i32).unwrap_or(0);
@@ -224,14 +226,18 @@ impl SpawnedDriver {
 
 /// In the forked child: die with the parent (`PR_SET_PDEATHSIG`), and fail the spawn if it already died.
 fn die_with(parent: u32) -> std::io::Result<()> {
-    // SAFETY: prctl and getppid are async-signal-safe and touch no memory of ours.
-    unsafe {
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::getppid() as u32 != parent {
-            return Err(std::io::Error::other("the parent exited during the spawn"));
-        }
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    parent_alive(parent)
+}
+
+/// In the forked child: fail the spawn if the parent died before it (the child would be an orphan from the start).
+fn parent_alive(parent: u32) -> std::io::Result<()> {
+    // SAFETY: getppid is async-signal-safe.
+    if unsafe { libc::getppid() } as u32 != parent {
+        return Err(std::io::Error::other("the parent exited during the spawn"));
     }
     Ok(())
 }
