@@ -23,7 +23,10 @@ build:
 	$(CARGO) build --release
 
 # Paired logins against the simulator, `upstox-relogin login --force` (release) vs examples/minimal_login.rs, then
-# the daemon's idle RSS and the check-config time (examples/bench.rs). BENCH_PAIRS=N sets the pairs (default 10).
+# the daemon's idle RSS and the check-config time, then many accounts: 1/4/8/16 accounts x browser.max_sessions 1/2/4
+# (wall time, logins/min, peak memory of the process tree, most logins in flight) (examples/bench/). BENCH_PAIRS=N
+# sets the pairs (default 10); BENCH_BASELINE=path/to/an/older/upstox-relogin adds paired single-login time to token
+# against that build (BENCH_TTT_PAIRS=N pairs, default 8).
 bench: deps
 	$(CARGO) build --release --bins --examples
 	"$${CARGO_TARGET_DIR:-target}/release/examples/bench" --app "$${CARGO_TARGET_DIR:-target}/release/upstox-relogin"
