@@ -67,6 +67,9 @@ struct Args {
     /// `browser.max_sessions` values of the matrix.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     max_sessions: Vec<usize>,
+    /// Rounds of the matrix (cells alternate within a round; medians across rounds).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 /// One timed process: wall time and the `step done` lines it printed.
@@ -100,7 +103,11 @@ async fn main() -> Result<(), Error> {
     let pairs = args.pairs.max(1);
     // Per pair two users; one warm-up pair; two daemon accounts; the pool matrix; the time-to-token pairs.
     let ttt_pairs = if args.baseline.is_some() { args.ttt_pairs.max(1) } else { 0 };
-    let matrix = pool::Matrix { accounts: args.accounts.clone(), max_sessions: args.max_sessions.clone() };
+    let matrix = pool::Matrix {
+        accounts: args.accounts.clone(),
+        max_sessions: args.max_sessions.clone(),
+        rounds: args.rounds.max(1),
+    };
     let users: Vec<SimUser> = (0..2 * pairs + 4 + matrix.users() + 2 * ttt_pairs).map(sim_user).collect();
     let client = SimClient {
         client_id: "bench-0000-0000-0000-000000000000".into(),

@@ -14,12 +14,14 @@ use super::{Bench, Error, median, ms};
 pub struct Matrix {
     pub accounts: Vec<usize>,
     pub max_sessions: Vec<usize>,
+    /// Times the whole matrix runs (`--rounds`); the report shows each cell's median wall time and highest peak.
+    pub rounds: usize,
 }
 
 impl Matrix {
     /// Accounts the matrix logs in (each cell has its own: a TOTP step is never reused per account).
     pub fn users(&self) -> usize {
-        self.accounts.iter().sum::<usize>() * self.max_sessions.len()
+        self.accounts.iter().sum::<usize>() * self.max_sessions.len() * self.rounds
     }
 }
 
@@ -50,28 +52,30 @@ impl Bench<'_> {
     pub async fn pool_matrix(&self, matrix: &Matrix, users: &[usize]) -> Result<Vec<Cell>, Error> {
         let mut users = users.iter().copied();
         let mut cells = Vec::new();
-        for &accounts in &matrix.accounts {
-            for &max_sessions in &matrix.max_sessions {
-                let cell_users: Vec<usize> = users.by_ref().take(accounts).collect();
-                let name = format!("pool-{accounts}x{max_sessions}");
-                let extra = format!("\n[browser]\nmax_sessions = {max_sessions}\n");
-                let config = self.write_config_with(&name, &cell_users, "never", super::free_port()?, &extra)?;
-                let since = Instant::now();
-                let mut cmd = self.app_command(&config);
-                cmd.args(["login", "--force"]);
-                let (wall, peak_kib) = run_sampled(cmd, None).await?.into_parts();
-                for u in &cell_users {
-                    if !self.dir.join(format!("state-{name}/tokens/u{u}.json")).exists() {
-                        return Err(format!("{name}: account u{u} got no token").into());
+        for round in 1..=matrix.rounds {
+            for &accounts in &matrix.accounts {
+                for &max_sessions in &matrix.max_sessions {
+                    let cell_users: Vec<usize> = users.by_ref().take(accounts).collect();
+                    let name = format!("pool-{accounts}x{max_sessions}-r{round}");
+                    let extra = format!("\n[browser]\nmax_sessions = {max_sessions}\n");
+                    let config = self.write_config_with(&name, &cell_users, "never", super::free_port()?, &extra)?;
+                    let since = Instant::now();
+                    let mut cmd = self.app_command(&config);
+                    cmd.args(["login", "--force"]);
+                    let (wall, peak_kib) = run_sampled(cmd, None).await?.into_parts();
+                    for u in &cell_users {
+                        if !self.dir.join(format!("state-{name}/tokens/u{u}.json")).exists() {
+                            return Err(format!("{name}: account u{u} got no token").into());
+                        }
                     }
+                    let in_flight = in_flight_since(&self.sim.journal(), since);
+                    eprintln!(
+                        "pool {accounts:>2} accounts × max_sessions {max_sessions}: {:>6.0} ms, peak {:>5.0} MiB, {in_flight} in flight",
+                        ms(wall),
+                        peak_kib as f64 / 1024.0
+                    );
+                    cells.push(Cell { accounts, max_sessions, wall, peak_kib, in_flight });
                 }
-                let in_flight = in_flight_since(&self.sim.journal(), since);
-                eprintln!(
-                    "pool {accounts:>2} accounts × max_sessions {max_sessions}: {:>6.0} ms, peak {:>5.0} MiB, {in_flight} in flight",
-                    ms(wall),
-                    peak_kib as f64 / 1024.0
-                );
-                cells.push(Cell { accounts, max_sessions, wall, peak_kib, in_flight });
             }
         }
         Ok(cells)
@@ -233,34 +237,61 @@ fn in_flight_since(journal: &Journal, since: Instant) -> usize {
 /// Markdown tables for the README.
 pub fn report(cells: &[Cell], ttt: Option<&(Vec<ToToken>, Vec<ToToken>)>) {
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
-    let single = cells.iter().find(|c| c.accounts == 1 && c.max_sessions == 1).map(|c| c.peak_kib as f64 / 1024.0);
-    println!("\n## Many accounts (`login --force`, one run per cell, cells in this order)\n");
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    // The single-login peak: the highest of the one-account runs (a 50 ms sample may miss a run's true peak, and a
+    // cell of many logins has many chances to catch one).
+    let single = cells
+        .iter()
+        .filter(|c| c.accounts == 1)
+        .map(|c| mib(c.peak_kib))
+        .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.max(p))));
+    let mut keys: Vec<(usize, usize)> = cells.iter().map(|c| (c.accounts, c.max_sessions)).collect();
+    keys.dedup();
+    keys.sort_unstable();
+    keys.dedup();
+    let Some(&first) = keys.first() else {
+        return report_time_to_token(ttt);
+    };
+    let rounds = cells.iter().filter(|c| (c.accounts, c.max_sessions) == first).count();
+    println!("\n## Many accounts (`login --force`; {rounds} round(s) of the matrix, median wall time, highest peak)\n");
     println!(
         "| accounts | max_sessions | wall | logins/min | peak memory (PSS, tree) | bound N × single + 50 MiB | most in flight |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for c in cells {
-        let peak = c.peak_kib as f64 / 1024.0;
-        let bound = single.map(|s| c.max_sessions as f64 * s + TARGET_MEMORY_SLACK_MIB);
+    let wall = |a: usize, m: usize| {
+        median(cells.iter().filter(|c| c.accounts == a && c.max_sessions == m).map(|c| ms(c.wall)).collect())
+    };
+    for &(accounts, max_sessions) in &keys {
+        let of_cell: Vec<&Cell> =
+            cells.iter().filter(|c| c.accounts == accounts && c.max_sessions == max_sessions).collect();
+        let peak = of_cell.iter().map(|c| mib(c.peak_kib)).fold(0.0, f64::max);
+        let in_flight = of_cell.iter().map(|c| c.in_flight).max().unwrap_or(0);
+        let wall_ms = wall(accounts, max_sessions);
+        let bound = single.map(|s| max_sessions as f64 * s + TARGET_MEMORY_SLACK_MIB);
         let bound_cell = bound.map(|b| format!("{b:.0} MiB {}", verdict(peak <= b))).unwrap_or_else(|| "—".into());
         println!(
-            "| {} | {} | {:.1} s | {:.1} | {peak:.0} MiB | {bound_cell} | {} {} |",
-            c.accounts,
-            c.max_sessions,
-            c.wall.as_secs_f64(),
-            c.accounts as f64 / c.wall.as_secs_f64() * 60.0,
-            c.in_flight,
-            verdict(c.in_flight <= c.max_sessions)
+            "| {accounts} | {max_sessions} | {:.1} s | {:.1} | {peak:.0} MiB | {bound_cell} | {in_flight} {} |",
+            wall_ms / 1000.0,
+            accounts as f64 / wall_ms * 60_000.0,
+            verdict(in_flight <= max_sessions)
         );
     }
-    let wall = |a: usize, m: usize| cells.iter().find(|c| c.accounts == a && c.max_sessions == m).map(|c| ms(c.wall));
-    if let (Some(one), Some(two)) = (wall(8, 1), wall(8, 2)) {
+    if let Some(single) = single {
+        println!("\nsingle-login peak (highest one-account run): {single:.0} MiB");
+    }
+    let (one, two) = (wall(8, 1), wall(8, 2));
+    if one.is_finite() && two.is_finite() {
         let ratio = two / one;
         println!(
             "\n8 accounts: max_sessions 2 takes **{ratio:.2}×** the time of max_sessions 1 (target ≤ {TARGET_SPEEDUP:.2}) {}",
             verdict(ratio <= TARGET_SPEEDUP)
         );
     }
+    report_time_to_token(ttt);
+}
+
+fn report_time_to_token(ttt: Option<&(Vec<ToToken>, Vec<ToToken>)>) {
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
     if let Some((news, olds)) = ttt {
         let token = |v: &[ToToken]| median(v.iter().map(|t| ms(t.token)).collect());
         let exit = |v: &[ToToken]| median(v.iter().map(|t| ms(t.wall)).collect());
