@@ -57,7 +57,7 @@ async fn status_page_renders_in_a_real_browser_without_a_token() {
     assert!(leaks.is_empty(), "secrets in the page:\n{}", leaks.join("\n"));
 
     let config = upstox_relogin::config::load(&rig.path("config.toml")).unwrap();
-    let browser = Browser::start(&config.browser).await.expect("a headless Chromium");
+    let browser = Browser::start(&config.browser, None).await.expect("a headless Chromium");
     let c = browser.client();
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&d.url("/")).await.unwrap();
