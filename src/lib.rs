@@ -2,8 +2,8 @@
 //!
 //! Layers, from the bottom up (a module imports only from its own layer or below):
 //! 1. values: `config` (what the user asked for), `secret`, `totp`, `token`, `error`;
-//! 2. parts: `oauth` (the protocol), `state` (what survives restarts), `sink` (where tokens go), `metrics`,
-//!    `notify` (telling people: webhook, Slack, Discord, Telegram);
+//! 2. parts: `oauth` (the protocol), `profile` (what Upstox says about a token), `state` (what survives restarts),
+//!    `sink` (where tokens go), `metrics`, `notify` (telling people: webhook, Slack, Discord, Telegram);
 //! 3. `coordinate` (may I log this account in now, with which generation), `login` (the ways to get a token:
 //!    `login::browser` drives the hosted dialog; `login::guard` is the lockout guard);
 //! 4. `run` (one account's run, the pass over accounts, publishing);
@@ -22,6 +22,7 @@ pub mod totp;
 pub mod metrics;
 pub mod notify;
 pub mod oauth;
+pub mod profile;
 pub mod sink;
 pub mod state;
 

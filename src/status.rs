@@ -12,7 +12,7 @@ use crate::login::browser::newest_screenshot;
 use crate::run::Runner;
 use crate::run::publish::freshest;
 use crate::state::Attempt;
-use crate::token;
+use crate::token::{self, TokenDocument};
 
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
@@ -40,6 +40,10 @@ pub struct AccountStatus {
     pub recent_attempts: Vec<Attempt>,
     /// The file name of the newest failure screenshot under `{state_dir}/failures/` (served at `/failures/NAME`).
     pub failure_screenshot: Option<String>,
+    /// Why the account's persisted facts could not be read (another user's files under `state_dir`, say): the
+    /// attempt and guard fields above are then unknown, not empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,6 +52,16 @@ pub struct SinkStatus {
     pub generation: Option<u64>,
     pub expires_at: Option<String>,
     pub valid: bool,
+    /// Why the sink could not be read: what it holds is then unknown, not "nothing".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl StatusReport {
+    /// Something could not be read (state or a sink): the report is incomplete.
+    pub fn has_errors(&self) -> bool {
+        self.accounts.iter().any(|a| a.state_error.is_some() || a.sinks.iter().any(|s| s.error.is_some()))
+    }
 }
 
 /// Build the report from the persisted facts and what the sinks hold.
@@ -57,22 +71,26 @@ pub async fn report(runner: &Runner) -> StatusReport {
     let day = token::ist_day(now);
     let mut accounts = Vec::new();
     for account in &config.accounts {
-        let held = runner.publisher().read(&account.name).await;
-        let facts = runner.coordinator().facts(&account.name).unwrap_or_else(|e| {
-            tracing::warn!(account = %account.name, error = %error_chain(&e), "cannot read state");
-            Default::default()
-        });
+        let reads = runner.publisher().sinks().iter().map(|sink| sink.read(&account.name));
+        let reads: Vec<_> = futures_util::future::join_all(reads).await;
+        let held: Vec<Option<TokenDocument>> =
+            reads.iter().map(|r| r.as_ref().ok().cloned().flatten().filter(|d| d.account == account.name)).collect();
+        let (facts, state_error) = match runner.coordinator().facts(&account.name) {
+            Ok(facts) => (facts, None),
+            Err(e) => (Default::default(), Some(error_chain(&e))),
+        };
         let best = freshest(&held, now);
         let sinks: Vec<SinkStatus> = runner
             .publisher()
             .sinks()
             .iter()
-            .zip(&held)
-            .map(|(sink, doc)| SinkStatus {
+            .zip(held.iter().zip(&reads))
+            .map(|(sink, (doc, read))| SinkStatus {
                 sink: sink.label(),
                 generation: doc.as_ref().map(|d| d.generation),
                 expires_at: doc.as_ref().map(|d| d.expires_at.to_rfc3339()),
                 valid: doc.as_ref().is_some_and(|d| d.is_unexpired(now)),
+                error: read.as_ref().err().map(|e| error_chain(e)),
             })
             .collect();
         accounts.push(AccountStatus {
@@ -87,6 +105,7 @@ pub async fn report(runner: &Runner) -> StatusReport {
             pin_submissions_today: facts.guard.pin_submissions_on(day),
             recent_attempts: facts.recent_attempts.clone(),
             failure_screenshot: newest_screenshot(&config.failures_dir(), &account.name),
+            state_error,
         });
     }
     StatusReport {

@@ -109,18 +109,22 @@ fn account_section(a: &AccountStatus, now: DateTime<Utc>) -> Markup {
                     " · PIN submissions without a code today: " (a.pin_submissions_today)
                 }
             }
+            @if let Some(error) = &a.state_error {
+                p.token { strong { "State cannot be read: " } (error) }
+            }
             h3 { "Sinks" }
             ul.sinks {
                 @for s in &a.sinks {
                     li class={ "sink " (if s.valid { "ok" } else { "bad" }) } {
                         code { (s.sink) } br;
                         span.state {
-                            @match (&s.expires_at, s.generation) {
-                                (Some(exp), Some(g)) => {
+                            @match (&s.expires_at, s.generation, &s.error) {
+                                (_, _, Some(error)) => { "cannot be read: " (error) }
+                                (Some(exp), Some(g), None) => {
                                     "generation " (g) ", "
                                     (if s.valid { "valid until " } else { "expired " }) (when(exp))
                                 }
-                                _ => "holds nothing (or cannot be read)",
+                                _ => "holds nothing",
                             }
                         }
                     }
@@ -219,12 +223,14 @@ mod tests {
                     generation: Some(7),
                     expires_at: Some("2026-11-29T03:30:00+05:30".into()),
                     valid: true,
+                    error: None,
                 }],
                 last_attempt: Some(failed.clone()),
                 last_success_at: None,
                 pin_submissions_today: 1,
                 recent_attempts: vec![failed],
                 failure_screenshot: Some("20261128T030041.000Z-primary-pin.png".into()),
+                state_error: None,
             }],
         }
     }

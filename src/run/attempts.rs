@@ -14,6 +14,7 @@ use crate::coordinate::Permit;
 use crate::error::error_chain;
 use crate::login::browser::{BrowserError, PageRejection};
 use crate::login::{IssuedToken, LoginContext, LoginError, LoginEvent, Veto, guard};
+use crate::oauth::{ExchangeError, UpstoxError};
 use crate::token;
 
 /// A clock further than this from Upstox's gets a warning: TOTP codes near a window's edge start failing.
@@ -42,12 +43,19 @@ impl Runner {
             .build();
         self.check_clock().await;
         let mut attempt = 0;
+        let mut previous_refusal = None;
         loop {
             attempt += 1;
             match self.login_once(permit, account).await {
                 Ok(issued) => return Ok(Attempts { issued, count: attempt }),
                 Err(e) if e.is_permanent() || attempt >= policy.max_attempts => return Err(e),
+                // The token endpoint answered exactly as last time (a firewall's page, the same UDAPI error): a
+                // deterministic refusal that another code will meet too. Stop before spending a third.
+                Err(e) if refusal(&e).is_some() && refusal(&e) == previous_refusal => {
+                    return Err(RunError::Repeated(Box::new(e)));
+                }
                 Err(e) => {
+                    previous_refusal = refusal(&e);
                     let pause = backoff.next().unwrap_or(policy.retry_max_backoff);
                     warn!(attempt, error = %error_chain(&e), retry_in_secs = pause.as_secs_f64(), "login attempt failed; retrying with a new browser login");
                     tokio::time::sleep(pause).await;
@@ -127,5 +135,13 @@ impl Runner {
             Ok(Err(e)) => tracing::debug!(error = %error_chain(&e), "cannot check the clock against Upstox's"),
             Err(_) => tracing::debug!(timeout = ?CLOCK_CHECK_TIMEOUT, "clock check timed out"),
         }
+    }
+}
+
+/// The token endpoint's refusal in `error`, if that is what ended the attempt.
+fn refusal(error: &RunError) -> Option<UpstoxError> {
+    match error {
+        RunError::Login(LoginError::Exchange { error: ExchangeError::Refused(refused) }) => Some(refused.clone()),
+        _ => None,
     }
 }

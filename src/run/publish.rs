@@ -73,7 +73,8 @@ impl Publisher {
     }
 }
 
-/// The unexpired document with the highest generation among what the sinks hold.
+/// The unexpired document with the highest generation among what the sinks hold (of equal ones, one that carries
+/// `extended_token`, so copying it to a sink that includes it loses nothing).
 pub fn freshest(held: &[Option<TokenDocument>], now: DateTime<Utc>) -> Option<&TokenDocument> {
-    held.iter().flatten().filter(|d| d.is_unexpired(now)).max_by_key(|d| d.generation)
+    held.iter().flatten().filter(|d| d.is_unexpired(now)).max_by_key(|d| (d.generation, d.extended_token.is_some()))
 }
