@@ -94,7 +94,15 @@ fn demo_logs_in_and_writes_the_token() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("tmp")).unwrap();
     let output = dir.path().join("token.json");
-    let out = bin().arg("demo").arg("--output").arg(&output).env("TMPDIR", dir.path().join("tmp")).output().unwrap();
+    // Relative, as `make demo`'s default `./upstox-token.demo.json`: the demo makes it absolute for its sink.
+    let out = bin()
+        .current_dir(dir.path())
+        .arg("demo")
+        .arg("--output")
+        .arg("token.json")
+        .env("TMPDIR", dir.path().join("tmp"))
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("logged in (generation 1"), "{stdout}");

@@ -138,10 +138,35 @@ impl Runner {
     }
 }
 
-/// The token endpoint's refusal in `error`, if that is what ended the attempt.
+/// The token endpoint's refusal in `error` when it is a client error (4xx), the kind that repeats identically for
+/// every code; a 5xx is the server's trouble and may pass.
 fn refusal(error: &RunError) -> Option<UpstoxError> {
     match error {
-        RunError::Login(LoginError::Exchange { error: ExchangeError::Refused(refused) }) => Some(refused.clone()),
+        RunError::Login(LoginError::Exchange { error: ExchangeError::Refused(refused) })
+            if (400..500).contains(&refused.http_status) =>
+        {
+            Some(refused.clone())
+        }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, body: &[u8]) -> RunError {
+        let error = ExchangeError::Refused(crate::oauth::interpret_error(status, body));
+        RunError::Login(LoginError::Exchange { error })
+    }
+
+    #[test]
+    fn identical_client_refusals_compare_equal_and_server_errors_never_count() {
+        let invalid = br#"{"status":"error","errors":[{"errorCode":"UDAPI100057","message":"Invalid Auth code"}]}"#;
+        assert!(refusal(&refused(400, invalid)).is_some());
+        assert_eq!(refusal(&refused(400, invalid)), refusal(&refused(400, invalid)));
+        assert_ne!(refusal(&refused(400, invalid)), refusal(&refused(401, invalid)));
+        assert_eq!(refusal(&refused(503, b"<html><title>down</title></html>")), None);
+        assert_eq!(refusal(&RunError::Busy("a".into())), None);
     }
 }

@@ -141,10 +141,16 @@ impl Runner {
                 }
             }
         }
-        // Before any browser starts: a sink that cannot take the document would throw the new token away.
-        preflight::sinks(self.publisher.sinks(), &account.name)
-            .await
-            .map_err(|failures| RunError::Preflight { failures })?;
+        // Before any browser starts: when no sink can take the document, a login would only spend a code and throw
+        // the new token away. When some can, log in for them (the others are tried again when publishing).
+        if let Err(failures) = preflight::sinks(self.publisher.sinks(), &account.name).await {
+            if failures.len() == self.publisher.sinks().len() {
+                return Err(RunError::Preflight { failures });
+            }
+            for (sink, e) in &failures {
+                warn!(%sink, error = %error_chain(e), "sink not ready; logging in for the sinks that are (this one is tried again when publishing)");
+            }
+        }
         let max_seen = held.iter().flatten().map(|d| d.generation).max().unwrap_or(0);
         let attempts = self.login_with_retries(permit, account).await?;
         let publish_started = Instant::now();

@@ -115,7 +115,7 @@ pub enum RunError {
     Publish { generation: u64, failures: Vec<(String, SinkError)> },
     #[error("cannot set up a sink")]
     SinkSetup(#[source] SinkError),
-    #[error("no login attempted (no browser started): {} not ready: {}", if .failures.len() == 1 { "a sink is" } else { "sinks are" }, .failures.iter().map(|(s, e)| format!("`{s}`: {}", error_chain(e))).collect::<Vec<_>>().join("; "))]
+    #[error("no login attempted (no browser started): {} not ready: {}", if .failures.len() == 1 { "the sink is" } else { "no sink is" }, .failures.iter().map(|(s, e)| format!("`{s}`: {}", error_chain(e))).collect::<Vec<_>>().join("; "))]
     Preflight { failures: Vec<(String, SinkError)> },
     #[error(
         "Upstox rejected the token it had just issued ({0}) when it was verified with GET /v2/user/profile: not published, the previous token stays"

@@ -305,6 +305,7 @@ impl CliRun {
 pub struct RedisServer {
     child: std::process::Child,
     pub port: u16,
+    password: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -314,23 +315,39 @@ impl RedisServer {
     }
 
     pub fn start_on(port: u16) -> RedisServer {
+        RedisServer::start_with(port, &[])
+    }
+
+    /// A server that demands `password` (`requirepass`); `url()` carries it.
+    pub fn start_with_password(password: &str) -> RedisServer {
+        let mut server = RedisServer::start_with(free_port(), &["--requirepass", password]);
+        server.password = Some(password.to_owned());
+        server
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> RedisServer {
         require("redis-server");
         let dir = tempfile::tempdir().unwrap();
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .arg("--dir")
             .arg(dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): {SETUP_HINT}"));
-        let server = RedisServer { child, port, _dir: dir };
+        let password = extra.windows(2).find(|w| w[0] == "--requirepass").map(|w| w[1].to_owned());
+        let server = RedisServer { child, port, password, _dir: dir };
         server.wait_ready();
         server
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     fn wait_ready(&self) {
