@@ -22,6 +22,7 @@ pub async fn sinks(sinks: &[Sink], account: &str) -> Result<(), Vec<(String, Sin
     if failures.is_empty() { Ok(()) } else { Err(failures) }
 }
 
+/// What `check-config --online` found missing on the WebDriver side.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverProblem {
     #[error(
