@@ -114,8 +114,9 @@ impl Passes {
                     }
                     Ok(Verdict::Invalid { generation, reason }) => {
                         warn!(account = %name, generation, %reason, "token re-check: Upstox says the published token is invalid (revoked, e.g. by a logout elsewhere); logging in again");
-                        // NOTIFY (issue 12, ops engineer): fire a "token_invalidated" notification here, with
-                        // `account`, `generation` and `reason`; the login's own outcome follows just below.
+                        // NOTIFY (issue 12, ops engineer): fire a `token_invalidated` event here through
+                        // `self.runner.notifier().notify(Event { .. })`, with `account`, `generation` and `reason`;
+                        // the login below then records (and notifies) its own outcome.
                         match self.runner.run(account, WhenValid::LogIn).await {
                             Ok(o) => info!(account = %name, trigger = %Trigger::Recheck, "{o}"),
                             Err(e) => {

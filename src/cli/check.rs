@@ -43,13 +43,15 @@ pub async fn check_config(path: &Path, online: bool) -> ExitStatus {
     }
     let names: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
     let sinks: Vec<String> = config.sinks.iter().map(|s| s.label()).collect();
+    let notifiers: Vec<String> = config.notifiers.iter().map(|n| n.label()).collect();
     println!(
-        "config ok: {} account(s) [{}], sinks [{}], schedule \"{}\" in {}",
+        "config ok: {} account(s) [{}], sinks [{}], schedule \"{}\" in {}{}",
         names.len(),
         names.join(", "),
         sinks.join(", "),
         config.schedule.cron,
-        config.schedule.timezone
+        config.schedule.timezone,
+        if notifiers.is_empty() { String::new() } else { format!(", notifiers [{}]", notifiers.join(", ")) }
     );
     println!("next runs (IST):");
     for run in config.schedule.next_runs(Utc::now(), NEXT_RUNS) {
