@@ -75,9 +75,17 @@ pub async fn report(runner: &Runner) -> StatusReport {
         let reads: Vec<_> = futures_util::future::join_all(reads).await;
         let held: Vec<Option<TokenDocument>> =
             reads.iter().map(|r| r.as_ref().ok().cloned().flatten().filter(|d| d.account == account.name)).collect();
+        for (sink, read) in runner.publisher().sinks().iter().zip(&reads) {
+            if let Err(e) = read {
+                tracing::warn!(sink = %sink.label(), error = %error_chain(e), "cannot read the published token");
+            }
+        }
         let (facts, state_error) = match runner.coordinator().facts(&account.name) {
             Ok(facts) => (facts, None),
-            Err(e) => (Default::default(), Some(error_chain(&e))),
+            Err(e) => {
+                tracing::warn!(account = %account.name, error = %error_chain(&e), "cannot read state");
+                (Default::default(), Some(error_chain(&e)))
+            }
         };
         let best = freshest(&held, now);
         let sinks: Vec<SinkStatus> = runner
