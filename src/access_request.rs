@@ -182,14 +182,15 @@ pub struct Profile {
 
 impl Profile {
     /// The token response a browser login would have had for this token: the profile's fields, no extended token
-    /// (the v3 delivery carries none).
+    /// (the v3 delivery carries none). An empty
+    /// string field of the profile is `None`.
     pub fn into_token_response(self, access_token: AccessToken) -> TokenResponse {
         TokenResponse {
-            email: self.email,
-            exchanges: self.exchanges,
-            products: self.products,
-            user_id: self.user_id,
-            user_name: self.user_name,
+            email: Some(self.email).filter(|v| !v.is_empty()),
+            exchanges: Some(self.exchanges),
+            products: Some(self.products),
+            user_id: Some(self.user_id).filter(|v| !v.is_empty()),
+            user_name: Some(self.user_name).filter(|v| !v.is_empty()),
             access_token,
             extended_token: None,
         }
@@ -387,7 +388,10 @@ mod tests {
         let ProfileAnswer::Valid(p) = interpret_profile(200, ok) else { panic!("valid") };
         assert_eq!((p.user_id.as_str(), p.user_name.as_str(), p.email.as_str()), ("AB1234", "", "a@b.c"));
         let t = p.into_token_response(AccessToken::new("tok"));
-        assert_eq!((t.user_id.as_str(), t.access_token.expose(), t.extended_token.is_none()), ("AB1234", "tok", true));
+        assert_eq!(
+            (t.user_id.as_deref().unwrap_or_default(), t.access_token.expose(), t.extended_token.is_none()),
+            ("AB1234", "tok", true)
+        );
         let refused = br#"{"status":"error","errors":[{"error_code":"UDAPI100050","message":"Invalid token used to access API"}]}"#;
         match interpret_profile(401, refused) {
             ProfileAnswer::Rejected(e) => assert_eq!(e.code.as_deref(), Some("UDAPI100050")),

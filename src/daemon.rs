@@ -9,14 +9,21 @@
 //! (`login.run_deadline_secs`, per account). A failed run is recorded and never stops the daemon. On a signal the
 //! in-flight run is cancelled — dropping it kills its browser — and `run` returns. Between runs no browser
 //! process exists. This module never prints and never picks an exit code: `cli` does.
+//!
+//! Between runs `recheck.rs` re-checks the published tokens (`schedule.recheck_*`: one profile call per account, every
+//! interval within market hours) and logs an account in again when Upstox says its token is invalid (a logout
+//! elsewhere revokes it); when Upstox gives no verdict (rate limit, outage) the check is repeated sooner, with
+//! backoff, and the token is kept.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod events;
 mod morning;
 mod open_check;
+mod recheck;
 
 use chrono::{DateTime, Utc};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
@@ -57,6 +64,9 @@ struct Passes {
     runner: Arc<Runner>,
     busy: tokio::sync::Mutex<()>,
     cancel: CancellationToken,
+    /// A pass kept a token Upstox gave no verdict on: the re-check loop should ask again soon.
+    unverified: AtomicBool,
+    wake_recheck: tokio::sync::Notify,
 }
 
 impl Passes {
@@ -72,7 +82,13 @@ impl Passes {
         let work = run_accounts(&self.runner, &accounts, when_valid, trigger, |done| {
             let secs = done.elapsed.as_secs_f64();
             match &done.result {
-                Ok(o) => info!(account = %done.account.name, elapsed_secs = secs, "{o}"),
+                Ok(o) => {
+                    if matches!(o, Outcome::Unverified { .. }) {
+                        self.unverified.store(true, Ordering::Relaxed);
+                        self.wake_recheck.notify_one();
+                    }
+                    info!(account = %done.account.name, elapsed_secs = secs, "{o}")
+                }
                 Err(e) => error!(
                     account = %done.account.name,
                     elapsed_secs = secs,
@@ -134,6 +150,9 @@ fn release_freed_memory() {
 pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
     let metrics = Arc::new(Metrics::new());
     let runner = Arc::new(Runner::new(Arc::clone(&config), metrics).map_err(DaemonError::Setup)?);
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
     let swept = crate::login::browser::sweep_stale_profiles();
     if swept.dirs > 0 {
         info!(
@@ -149,7 +168,13 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
     runner.outstanding().set_receiving(true);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let passes = Arc::new(Passes { runner: Arc::clone(&runner), busy: Default::default(), cancel: cancel.clone() });
+    let passes = Arc::new(Passes {
+        runner: Arc::clone(&runner),
+        busy: Default::default(),
+        cancel: cancel.clone(),
+        unverified: AtomicBool::new(false),
+        wake_recheck: tokio::sync::Notify::new(),
+    });
 
     let server_cancel = cancel.clone();
     let app = crate::http::router(Arc::clone(&runner));
@@ -190,6 +215,7 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
         cron = %config.schedule.cron,
         timezone = %config.schedule.timezone,
         next_run = %next.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()),
+        recheck_interval_secs = config.schedule.recheck.interval.map_or(0, |i| i.as_secs()),
         "daemon started"
     );
     let when_valid = match config.schedule.on_start {
@@ -200,6 +226,10 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
     if let Some(when_valid) = when_valid {
         let passes = Arc::clone(&passes);
         tracker.spawn(async move { passes.pass(Trigger::Start, when_valid).await });
+    }
+    {
+        let passes = Arc::clone(&passes);
+        tracker.spawn(async move { passes.watch_tokens().await });
     }
 
     let signal = shutdown::signal().await;

@@ -11,7 +11,8 @@ use upstox_relogin::config::LogFormat;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let console = cli::Console::default();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,reqwest=warn"));
+    // Our own events at INFO, libraries' (cron scheduler, HTTP, WebDriver) only from WARN; RUST_LOG overrides.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,upstox_relogin=info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(console.clone()).with_target(false);
     match cli::log_format(&cli) {
         // One object per line: the event's fields at the top level, the enclosing span's (e.g. `account`) under "span".

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::{OAuthApp, UpstoxConfig};
+pub use crate::profile::{Profile, TokenCheck};
 use crate::secret::{AccessToken, AuthCode};
 
 /// The `state` parameter: 192 random bits, hex. Generated per login, verified on the redirect.
@@ -132,16 +133,21 @@ pub fn token_form(app: &OAuthApp, code: &AuthCode) -> [(&'static str, String); 5
     ]
 }
 
-/// The flat success body of the token endpoint (12 fields; unknown ones ignored).
+/// The flat success body of the token endpoint (12 fields [doc]; unknown ones ignored). Only `access_token` is
+/// essential: every other field may be missing or `null` (observed: `"user_name": null`), since the profile call
+/// that verifies a new token fills them in. A good token is never thrown away for a cosmetic field.
 #[derive(Deserialize)]
 pub struct TokenResponse {
-    pub email: String,
     #[serde(default)]
-    pub exchanges: Vec<String>,
+    pub email: Option<String>,
     #[serde(default)]
-    pub products: Vec<String>,
-    pub user_id: String,
-    pub user_name: String,
+    pub exchanges: Option<Vec<String>>,
+    #[serde(default)]
+    pub products: Option<Vec<String>>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub user_name: Option<String>,
     #[serde(deserialize_with = "de_token")]
     pub access_token: AccessToken,
     #[serde(default, deserialize_with = "de_opt_token")]
@@ -197,6 +203,13 @@ impl std::fmt::Display for UpstoxError {
 impl UpstoxError {
     /// What a human should do about it, for the errors that no retry can fix.
     pub fn advice(&self) -> Option<&'static str> {
+        if self.http_status == 403 && self.code.is_none() {
+            // Not Upstox's JSON: a firewall or bot protection (Cloudflare fronts the API [3p]) answered with a page,
+            // and will answer the same page to the next code.
+            return Some(
+                "a firewall or bot protection in front of Upstox refused the token request (HTTP 403 page): check this host's network and IP (proxy, VPN, blocklists); not retried",
+            );
+        }
         match self.code.as_deref()? {
             "UDAPI100069" | "UDAPI100016" => {
                 Some("check `client_id` and the client secret against the Upstox developer console")
@@ -225,8 +238,21 @@ pub fn interpret_error(http_status: u16, body: &[u8]) -> UpstoxError {
         };
     }
     let text = String::from_utf8_lossy(body);
+    if let Some(title) = html_title(&text) {
+        return UpstoxError { http_status, code: None, message: format!("an HTML page titled \"{title}\"") };
+    }
     let excerpt: String = text.chars().take(200).collect();
     UpstoxError { http_status, code: None, message: if excerpt.is_empty() { "empty body".into() } else { excerpt } }
+}
+
+/// The `<title>` of an HTML page (a firewall's block page), trimmed to one short line.
+fn html_title(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let start = lower.find("<title")?;
+    let open_end = start + lower[start..].find('>')? + 1;
+    let close = open_end + lower[open_end..].find("</title")?;
+    let title: String = text[open_end..close].split_whitespace().collect::<Vec<_>>().join(" ");
+    Some(title.chars().take(120).collect())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,14 +276,6 @@ pub fn interpret_token_response(http_status: u16, body: &[u8]) -> Result<TokenRe
         return Err(ExchangeError::Refused(interpret_error(http_status, body)));
     }
     serde_json::from_slice::<TokenResponse>(body).map_err(|e| ExchangeError::Malformed(e.to_string()))
-}
-
-/// Whether the API accepts a token (`GET /v2/user/profile`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenCheck {
-    Valid,
-    /// Upstox said no (401, UDAPI100050…): log in again.
-    Rejected(UpstoxError),
 }
 
 /// How far the local clock is ahead of the server's (negative: behind), from a response's `Date` header and the
@@ -347,12 +365,20 @@ impl UpstoxApi {
             .header(reqwest::header::AUTHORIZATION, auth)
     }
 
-    /// Ask the profile endpoint whether `token` is accepted. Transport failures are errors, not verdicts.
-    pub async fn check_token(&self, token: &AccessToken) -> Result<TokenCheck, reqwest::Error> {
+    /// Ask the profile endpoint whether `token` is accepted. Transport failures are no verdict
+    /// (`TokenCheck::Unknown`).
+    pub async fn check_token(&self, token: &AccessToken) -> TokenCheck {
+        match self.profile_status(token).await {
+            Ok((status, body)) => crate::profile::interpret(status, &body),
+            Err(e) => TokenCheck::Unknown(crate::error::error_chain(&e)),
+        }
+    }
+
+    /// The profile endpoint's status and body for `token` (the request of `profile_request`).
+    async fn profile_status(&self, token: &AccessToken) -> Result<(u16, Vec<u8>), reqwest::Error> {
         let response = self.profile_request(token).send().await?;
         let status = response.status().as_u16();
-        let body = response.bytes().await?;
-        Ok(if status == 200 { TokenCheck::Valid } else { TokenCheck::Rejected(interpret_error(status, &body)) })
+        Ok((status, response.bytes().await?.to_vec()))
     }
 }
 
@@ -447,7 +473,7 @@ mod tests {
             "user_name":"A B","order_types":["MARKET"],"user_type":"individual","poa":false,"is_active":true,
             "access_token":"eyJ.acc","extended_token":"eyJ.ext"}"#;
         let t = interpret_token_response(200, body).unwrap();
-        assert_eq!((t.user_id.as_str(), t.access_token.expose()), ("AB1234", "eyJ.acc"));
+        assert_eq!((t.user_id.as_deref(), t.access_token.expose()), (Some("AB1234"), "eyJ.acc"));
         assert_eq!(t.extended_token.unwrap().expose(), "eyJ.ext");
         assert!(!format!("{:?}", interpret_token_response(200, body).unwrap()).contains("eyJ"));
     }
@@ -466,6 +492,25 @@ mod tests {
         let skew = clock_skew(date, at("2026-11-28T14:00:00.5+05:30"), at("2026-11-28T14:00:00.5+05:30")).unwrap();
         assert_eq!(skew, chrono::Duration::seconds(-5));
         assert_eq!(clock_skew("yesterday", at("2026-11-28T08:30:05Z"), at("2026-11-28T08:30:05Z")), None);
+    }
+
+    #[test]
+    fn token_response_needs_only_the_access_token() {
+        let body =
+            br#"{"email":"a@b.c","user_id":"AB1234","user_name":null,"exchanges":null,"access_token":"eyJ.acc"}"#;
+        let t = interpret_token_response(200, body).unwrap();
+        assert_eq!((t.user_name, t.exchanges, t.email.as_deref()), (None, None, Some("a@b.c")));
+        assert!(t.extended_token.is_none());
+        assert!(matches!(interpret_token_response(200, br#"{"user_id":"AB1234"}"#), Err(ExchangeError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_403_html_page_is_permanent_and_named_by_its_title() {
+        let page = b"<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head><body>blocked</body></html>";
+        let e = interpret_error(403, page);
+        assert_eq!(e.message, "an HTML page titled \"Attention Required! | Cloudflare\"");
+        assert!(e.is_permanent(), "{e}");
+        assert!(!interpret_error(503, page).is_permanent());
     }
 
     #[test]

@@ -94,7 +94,15 @@ mod tests {
             .build()
             .parse(cron)
             .unwrap();
-        ScheduleConfig { cron: cron.into(), parsed, timezone, on_start: OnStart::IfStale, market: MarketDay::default() }
+        let recheck = crate::config::Recheck { interval: None, hours: Default::default(), days: Vec::new() };
+        ScheduleConfig {
+            cron: cron.into(),
+            parsed,
+            timezone,
+            on_start: OnStart::IfStale,
+            market: MarketDay::default(),
+            recheck,
+        }
     }
 
     fn at(s: &str) -> DateTime<Utc> {

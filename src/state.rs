@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
@@ -38,6 +39,8 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    #[error("`{}` is not writable by this user (uid {uid}; it belongs to uid {owner}); fix: chown -R {uid} {} (or run as uid {owner})", path.display(), fix.display())]
+    NotWritable { path: PathBuf, uid: u32, owner: u32, fix: PathBuf },
 }
 
 /// How a run ended, as persisted and shown by `status` (`"success"`, `"skipped"`, `"republished"`, `"failed"` in
@@ -283,12 +286,18 @@ impl StateStore {
         Ok(state)
     }
 
-    /// Take the account's login lock without waiting. `Ok(None)`: another process holds it.
+    /// Take the account's login lock without waiting. `Ok(None)`: another process holds it. Creates `accounts/`
+    /// (and `state_dir`) 0700 and the lock file 0600, whatever the umask.
     pub fn try_lock(&self, account: &str) -> Result<Option<AccountLock>, StateError> {
         let path = self.dir.join(format!("{account}.lock"));
         let lock_err = |source| StateError::Lock { path: path.clone(), source };
-        std::fs::create_dir_all(&self.dir).map_err(lock_err)?;
-        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(lock_err)?;
+        crate::sink::ensure_private_dir(&self.dir).map_err(lock_err)?;
+        let file =
+            File::options().create(true).truncate(false).write(true).mode(0o600).open(&path).map_err(lock_err)?;
+        if file.metadata().is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+            // A lock file from an older version (0644): its name is all it tells, but keep the rule simple.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(lock_err)?;
+        }
         // SAFETY: flock on a descriptor we own; released when `file` closes.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc == 0 {
@@ -297,6 +306,36 @@ impl StateStore {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(None) } else { Err(lock_err(err)) }
     }
+}
+
+/// Check that this user can write everything under `state_dir` a run writes: `state_dir` itself (or, while it does
+/// not exist, the directory it would be created in), `accounts/`, `failures/` and the files in them. For
+/// `check-config`: after a `login` as root, the service user's runs would fail on root's files.
+pub fn check_writable(state_dir: &Path) -> Result<(), StateError> {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let existing = state_dir.ancestors().find(|d| d.exists()).unwrap_or(Path::new("/"));
+    let mut paths = vec![existing.to_path_buf()];
+    for sub in ["accounts", "failures"] {
+        let dir = state_dir.join(sub);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            paths.push(dir);
+            paths.extend(entries.flatten().map(|e| e.path()));
+        } else if dir.exists() {
+            paths.push(dir);
+        }
+    }
+    for path in paths {
+        let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { continue };
+        let is_dir = path.is_dir();
+        let wanted = if is_dir { libc::W_OK | libc::X_OK } else { libc::W_OK | libc::R_OK };
+        // SAFETY: access(2) reads a NUL-terminated path and touches no memory of ours.
+        if unsafe { libc::access(c_path.as_ptr(), wanted) } != 0 {
+            let owner = std::fs::metadata(&path).map(|m| m.uid()).unwrap_or(0);
+            return Err(StateError::NotWritable { fix: state_dir.to_path_buf(), path, uid, owner });
+        }
+    }
+    Ok(())
 }
 
 /// Held while an account logs in; dropping it releases the lock.
@@ -357,6 +396,21 @@ mod tests {
         let s = GuardFacts { pin_day: Some(day("2026-11-28")), pin_submissions: 2, ..Default::default() };
         assert_eq!(s.pin_submissions_on(day("2026-11-28")), 2);
         assert_eq!(s.pin_submissions_on(day("2026-11-29")), 0);
+    }
+
+    #[test]
+    fn lock_and_state_files_are_private_and_dirs_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        let store = StateStore::new(&state_dir);
+        let _lock = store.try_lock("a").unwrap().unwrap();
+        store.update("a", |s| s.generation = 1).unwrap();
+        let mode = |p: PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(state_dir.clone()), 0o700);
+        assert_eq!(mode(state_dir.join("accounts")), 0o700);
+        assert_eq!(mode(state_dir.join("accounts/a.lock")), 0o600);
+        assert_eq!(mode(state_dir.join("accounts/a.json")), 0o600);
+        assert!(check_writable(&state_dir).is_ok());
     }
 
     #[test]

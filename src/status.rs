@@ -59,6 +59,10 @@ pub struct AccountStatus {
     pub due_since: Option<String>,
     /// Every sink holds a valid token, or the account is not due yet (what `/readyz` asks).
     pub ready: bool,
+    /// Why the account's persisted facts could not be read (another user's files under `state_dir`, say): the
+    /// attempt and guard fields above are then unknown, not empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,8 +72,15 @@ pub struct SinkStatus {
     pub expires_at: Option<String>,
     pub valid: bool,
     /// Why the sink could not be read (unreachable, no answer in time, corrupt); `null` when it answered, whether
-    /// with a document or with nothing.
+    /// with a document or with nothing: what it holds is then unknown, not "nothing".
     pub error: Option<String>,
+}
+
+impl StatusReport {
+    /// Something could not be read (state or a sink): the report is incomplete.
+    pub fn has_errors(&self) -> bool {
+        self.accounts.iter().any(|a| a.state_error.is_some() || a.sinks.iter().any(|s| s.error.is_some()))
+    }
 }
 
 /// Build the report from the persisted facts and what the sinks hold (accounts probed concurrently).
@@ -89,10 +100,13 @@ pub async fn report(runner: &Runner) -> StatusReport {
 
 async fn account_status(runner: &Runner, account: &Account, closed: &ClosedDays, now: DateTime<Utc>) -> AccountStatus {
     let held = runner.publisher().probe(&account.name).await;
-    let facts = runner.coordinator().facts(&account.name).unwrap_or_else(|e| {
-        tracing::warn!(account = %account.name, error = %error_chain(&e), "cannot read state");
-        Default::default()
-    });
+    let (facts, state_error) = match runner.coordinator().facts(&account.name) {
+        Ok(facts) => (facts, None),
+        Err(e) => {
+            tracing::warn!(account = %account.name, error = %error_chain(&e), "cannot read state");
+            (Default::default(), Some(error_chain(&e)))
+        }
+    };
     let best = freshest_of(held.iter().filter_map(Held::document), now);
     let sinks: Vec<SinkStatus> = runner
         .publisher()
@@ -123,5 +137,6 @@ async fn account_status(runner: &Runner, account: &Account, closed: &ClosedDays,
         failure_screenshot: newest_screenshot(&runner.config().failures_dir(), &account.name),
         due_since: due_since.map(|t| token::ist(t).to_rfc3339()),
         ready: valid_in_every_sink || due_since.is_none(),
+        state_error,
     }
 }

@@ -58,6 +58,9 @@ impl WithNanosecondZero for DateTime<FixedOffset> {
 pub struct TokenDocument {
     pub account: String,
     pub access_token: String,
+    /// The 1-year read-only token: present only in the sinks that ask for it (`include_extended_token`); the key
+    /// is left out otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extended_token: Option<String>,
     pub token_type: String,
     pub user_id: String,
@@ -92,6 +95,12 @@ impl TokenDocument {
         let mut bytes = serde_json::to_vec_pretty(self).expect("token document serialises");
         bytes.push(b'\n');
         bytes
+    }
+
+    /// The same document, whether or not either carries `extended_token` (sinks differ only in that).
+    pub fn same_as(&self, other: &TokenDocument) -> bool {
+        let strip = |d: &TokenDocument| TokenDocument { extended_token: None, ..d.clone() };
+        strip(self) == strip(other)
     }
 
     /// True while `now` is before `expires_at`.

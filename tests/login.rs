@@ -15,11 +15,24 @@ fn utc(v: &serde_json::Value) -> DateTime<Utc> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_publishes_the_document_then_skips_then_force_logs_in_again() {
     let rig = Rig::start().await;
-    let config = rig.default_config();
+    // A second file sink that asks for the 1-year extended token; the default one does not get it.
+    let with_extended = rig.path("tokens-ext/primary.json");
+    let tables = format!(
+        "\n[[sinks]]\ntype = \"file\"\npath = \"{}/{{account}}.json\"\ninclude_extended_token = true\n",
+        rig.path("tokens-ext").display()
+    );
+    let config = rig.write_config(&rig.config_toml("", &tables));
 
     let first = rig.cli(&config, &["login"]).await;
     first.assert_code(0);
     let doc = rig.read_token();
+    assert!(doc.get("extended_token").is_none(), "extended_token is opt-in per sink: {doc}");
+    let ext: serde_json::Value = serde_json::from_slice(&std::fs::read(&with_extended).unwrap()).unwrap();
+    assert!(ext["extended_token"].as_str().unwrap().starts_with("eyJ"), "{ext}");
+    assert_ne!(ext["extended_token"], ext["access_token"]);
+    let mut stripped = ext.clone();
+    stripped.as_object_mut().unwrap().remove("extended_token");
+    assert_eq!(stripped, doc, "the sinks differ only in extended_token");
     let user = &rig.sim.config().users[0];
     assert_eq!(doc["account"], "primary");
     assert_eq!(doc["user_id"], user.user_id.as_str());
@@ -34,7 +47,6 @@ async fn login_publishes_the_document_then_skips_then_force_logs_in_again() {
     let order = [
         "account",
         "access_token",
-        "extended_token",
         "token_type",
         "user_id",
         "user_name",
@@ -49,6 +61,9 @@ async fn login_publishes_the_document_then_skips_then_force_logs_in_again() {
         order.iter().map(|k| text.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} missing"))).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "field order differs from the contract:\n{text}");
     assert_eq!(doc.as_object().unwrap().len(), order.len());
+    let ext_text = std::fs::read_to_string(&with_extended).unwrap();
+    let at = |k: &str| ext_text.find(&format!("\"{k}\":")).unwrap();
+    assert!(at("access_token") < at("extended_token") && at("extended_token") < at("token_type"), "{ext_text}");
     let mode = std::fs::metadata(rig.token_path()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "token file mode");
 
@@ -65,6 +80,7 @@ async fn login_publishes_the_document_then_skips_then_force_logs_in_again() {
     let second = rig.cli(&config, &["login"]).await;
     second.assert_code(0);
     assert!(second.stderr().contains("skipped"), "{}", second.stderr());
+    assert!(!second.stderr().contains("copied"), "sinks that differ only in extended_token hold the same token");
     assert_eq!(rig.sim.journal().token_posts.len(), 1);
     assert_eq!(rig.read_token()["generation"], 1);
 

@@ -19,6 +19,8 @@ async fn a_wrong_pin_sends_one_notification_per_notifier_with_the_fix_and_no_sec
     let receiver = HookReceiver::start(&[("/hook", 500)]).await;
     let bot_token = "7654321:AAbotSECRETtoken_for_tests_only";
     std::fs::write(rig.path("bot_token"), format!("{bot_token}\n")).unwrap();
+    // A secret file every user can read is refused.
+    std::fs::set_permissions(rig.path("bot_token"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let (client, user) = (rig.sim.config().clients[0].clone(), rig.sim.config().users[0].clone());
     let bad_pin = wrong_pin(&user.pin);
     let notifiers = format!(

@@ -55,15 +55,16 @@ async fn log_format_comes_from_the_config_and_the_flag_wins() {
     let dead = format!("[[sinks]]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{}/0\"\n", free_port());
     let config = rig.write_config(&format!("log_format = \"json\"\n{}", rig.config_toml("", &dead)));
 
+    // A sink that cannot be read makes the report incomplete: `status` says so with exit 1.
     let run = rig.cli(&config, &["status"]).await;
-    run.assert_code(0);
+    run.assert_code(1);
     let lines = json_lines(&run.stderr());
     let warning = lines.iter().find(|l| l["message"] == "cannot read the published token").expect("the warning");
     assert_eq!(warning["level"], "WARN");
     assert!(warning["sink"].as_str().unwrap().starts_with("redis:"), "fields are top-level: {warning}");
 
     let run = rig.cli(&config, &["--log-format", "text", "status"]).await;
-    run.assert_code(0);
+    run.assert_code(1);
     assert!(run.stderr().contains("WARN") && !run.stderr().trim_start().starts_with('{'), "{}", run.stderr());
 
     let run = rig.cli(&config, &["--log-format", "xml", "status"]).await;

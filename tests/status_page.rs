@@ -148,6 +148,8 @@ async fn auth_token_guards_every_endpoint_but_healthz() {
     let rig = Rig::start().await;
     let secret = "s3cr3t-status-token-0123456789";
     std::fs::write(rig.path("auth_token"), format!("{secret}\n")).unwrap();
+    // A secret file every user can read is refused.
+    std::fs::set_permissions(rig.path("auth_token"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let server = format!("auth_token_file = \"{}\"\n", rig.path("auth_token").display());
     let d = Daemon::start(&rig, "", &server, "[schedule]\non_start = \"never\"\n", &[]).await;
     let client = reqwest::Client::new();

@@ -99,10 +99,12 @@ pub async fn simulate(args: SimulateArgs) -> ExitStatus {
         sim.base_url()
     );
     println!("# (or start with --approve-after-ms 500); the token goes to {}\n", args.notifier_url);
-    let token_path = args.state_dir.join("{account}.json").display().to_string();
+    // Sink paths must be absolute (a daemon's working directory is rarely the shell's).
+    let state_dir = std::path::absolute(&args.state_dir).unwrap_or_else(|_| args.state_dir.clone());
+    let token_path = state_dir.join("{account}.json").display().to_string();
     println!(
         "{}",
-        sim.config_toml(&ConfigFile { state_dir: &args.state_dir, token_path: &token_path, account_name: "demo" })
+        sim.config_toml(&ConfigFile { state_dir: &state_dir, token_path: &token_path, account_name: "demo" })
     );
     let signal = shutdown::signal().await;
     eprintln!("stopping the simulator ({signal})");
@@ -126,7 +128,7 @@ pub async fn run(output: &Path) -> ExitStatus {
             return ExitStatus::Failure;
         }
     };
-    let token_path = output.display().to_string();
+    let token_path = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf()).display().to_string();
     let toml =
         sim.config_toml(&ConfigFile { state_dir: state_dir.path(), token_path: &token_path, account_name: "demo" });
     // One attempt: a demo that fails should say why at once, not retry.

@@ -6,6 +6,7 @@
 //! torn down before the process exits. `demo` and `simulate` live in `demo.rs`, the text form of `status` in
 //! `print.rs`.
 
+mod check;
 mod demo;
 mod print;
 mod progress;
@@ -83,8 +84,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Load and validate the configuration; no network, no browser.
-    CheckConfig,
+    /// Load and validate the configuration (and check `state_dir` is writable); no network, no browser.
+    CheckConfig {
+        /// Also check what a login will need: every sink can take a document now (file: a temporary file in its
+        /// directory; Redis: PING with auth) and the WebDriver side is there (chromedriver found, or
+        /// `browser.webdriver_url` answering).
+        #[arg(long)]
+        online: bool,
+    },
     /// Serve the built-in Upstox simulator and print a config that works against it.
     Simulate(demo::SimulateArgs),
     /// Print the account's current valid access token on stdout (for scripts); exit 1 when none is valid.
@@ -104,7 +111,7 @@ pub enum Command {
 /// Run the parsed command and return its exit status; `console` is the log writer (see `Console`).
 pub async fn execute(cli: Cli, console: Console) -> ExitStatus {
     match cli.command {
-        Command::CheckConfig => check_config(&cli.config),
+        Command::CheckConfig { online } => check::check_config(&cli.config, online).await,
         Command::Login { accounts, force } => match load(&cli.config) {
             Ok(config) => {
                 let when_valid = if force { WhenValid::LogIn } else { WhenValid::Skip };
@@ -142,6 +149,13 @@ fn load(path: &Path) -> Result<Arc<Config>, ExitStatus> {
     })
 }
 
+/// What the configuration says a human should fix, without stopping anything.
+fn print_warnings(config: &Config) {
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
 /// The runner for `config`; a sink that cannot even be set up is a configuration problem.
 fn runner(config: Arc<Config>) -> Result<Runner, ExitStatus> {
     Runner::new(config, Arc::new(Metrics::new())).map_err(|e| {
@@ -150,37 +164,16 @@ fn runner(config: Arc<Config>) -> Result<Runner, ExitStatus> {
     })
 }
 
-fn check_config(path: &Path) -> ExitStatus {
-    match config::load(path) {
-        Ok(c) => {
-            let names: Vec<&str> = c.accounts.iter().map(|a| a.name.as_str()).collect();
-            let sinks: Vec<String> = c.sinks.iter().map(|s| s.label()).collect();
-            let notifiers: Vec<String> = c.notifiers.iter().map(|n| n.label()).collect();
-            println!(
-                "config ok: {} account(s) [{}], sinks [{}], schedule \"{}\" in {}{}",
-                names.len(),
-                names.join(", "),
-                sinks.join(", "),
-                c.schedule.cron,
-                c.schedule.timezone,
-                if notifiers.is_empty() { String::new() } else { format!(", notifiers [{}]", notifiers.join(", ")) }
-            );
-            ExitStatus::Success
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitStatus::Usage
-        }
-    }
-}
-
 async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid, console: &Console) -> ExitStatus {
-    let unknown: Vec<&String> = selected.iter().filter(|n| !config.accounts.iter().any(|a| &a.name == *n)).collect();
+    let unknown: Vec<String> =
+        selected.iter().filter(|n| !config.accounts.iter().any(|a| &a.name == *n)).map(|n| format!("`{n}`")).collect();
     if !unknown.is_empty() {
         let known: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
-        eprintln!("error: no account named {:?}; configured: {}", unknown, known.join(", "));
+        let what = if unknown.len() == 1 { "no account named" } else { "no accounts named" };
+        eprintln!("error: {what} {} (configured: {})", unknown.join(", "), known.join(", "));
         return ExitStatus::Usage;
     }
+    print_warnings(&config);
     let runner = match runner(Arc::clone(&config)) {
         Ok(r) => Arc::new(r),
         Err(status) => return status,

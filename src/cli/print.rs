@@ -6,10 +6,12 @@ use crate::status;
 
 pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
     let report = status::report(runner).await;
+    // Unreadable state or sinks (root's files after a `login` as root) make the report incomplete: say so, exit 1.
+    let exit = if report.has_errors() { ExitStatus::Failure } else { ExitStatus::Success };
     if json {
         // invariant: the report holds only strings, numbers and options
         println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
-        return ExitStatus::Success;
+        return exit;
     }
     println!(
         "schedule \"{}\" ({}), next run {}",
@@ -33,8 +35,9 @@ pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
             _ => {}
         }
         for s in &a.sinks {
-            let held = match (&s.expires_at, s.generation) {
-                (Some(exp), Some(g)) => {
+            let held = match (&s.expires_at, s.generation, &s.error) {
+                (_, _, Some(error)) => format!("UNREADABLE: {error}"),
+                (Some(exp), Some(g), None) => {
                     format!("generation {g}, expires {exp}{}", if s.valid { "" } else { " (expired)" })
                 }
                 _ => match &s.error {
@@ -43,6 +46,9 @@ pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
                 },
             };
             println!("  {}: {held}", s.sink);
+        }
+        if let Some(error) = &a.state_error {
+            println!("  state UNREADABLE: {error}");
         }
         match &a.last_attempt {
             Some(at) => println!(
@@ -61,5 +67,5 @@ pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
             println!("  PIN submissions without a code today: {}", a.pin_submissions_today);
         }
     }
-    ExitStatus::Success
+    exit
 }

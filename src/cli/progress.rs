@@ -98,6 +98,9 @@ impl Progress {
     /// One account's result: its line, and the bar moves on.
     pub fn done(&self, done: &AccountResult<'_>) {
         let line = match &done.result {
+            Ok(outcome @ Outcome::Skipped { .. }) => {
+                format!("{}: {outcome} (use --force to log in anyway)", done.account.name)
+            }
             Ok(outcome) => format!("{}: {outcome}", done.account.name),
             Err(e) => format!("{}: FAILED: {}", done.account.name, error_chain(e)),
         };
@@ -140,6 +143,9 @@ pub fn summary(results: &[AccountResult<'_>]) -> String {
             }
             Ok(Outcome::Skipped { generation, .. }) => {
                 (format!("still valid (generation {generation})"), "-".into(), "-".into())
+            }
+            Ok(Outcome::Unverified { generation, .. }) => {
+                (format!("kept unverified (generation {generation})"), "-".into(), "-".into())
             }
             Err(_) => ("FAILED".into(), "-".into(), "-".into()),
         };

@@ -5,21 +5,26 @@
 //! a browser or Redis. Every problem names its key (`schedule.cron`, `accounts[0].pin`), and all problems are
 //! reported at once so a user fixes the file in one pass.
 
+mod load;
 mod market_day;
 mod ops;
 pub mod raw;
+mod schedule;
+mod secrets;
+mod sinks;
 mod validate;
 
+pub use load::{figment, load, load_str};
 pub use market_day::{MarketDay, parse_extra_holidays, read_extra_holidays};
 pub use ops::{LogFormat, MIN_AUTH_TOKEN_LEN, NotifierConfig, NotifyPolicy, peek_log_format};
 pub use raw::RawConfig;
+pub use schedule::Recheck;
+pub use secrets::{Exposure, exposure};
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use url::Url;
 
 use crate::secret::{ClientSecret, Pin, TotpSecret};
@@ -46,6 +51,9 @@ pub struct Config {
     pub notify: NotifyPolicy,
     /// Where they go (`[[notifiers]]`, possibly none).
     pub notifiers: Vec<NotifierConfig>,
+    /// Problems that do not stop the program but that a human should fix (a secret other users can read): printed
+    /// by `check-config` and `login`, logged by `run` at start.
+    pub warnings: Vec<Problem>,
 }
 
 impl Config {
@@ -88,6 +96,8 @@ pub struct ScheduleConfig {
     pub on_start: OnStart,
     /// Holidays, retries until a deadline and the check before the open (`schedule.skip_holidays` …).
     pub market: MarketDay,
+    /// When the daemon re-checks published tokens (`schedule.recheck_*`).
+    pub recheck: Recheck,
 }
 
 impl ScheduleConfig {
@@ -95,6 +105,18 @@ impl ScheduleConfig {
     pub fn next_run(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono_tz::Tz>> {
         let after = chrono::Timelike::with_nanosecond(&after, 0).unwrap_or(after);
         self.parsed.find_next_occurrence(&after.with_timezone(&self.timezone), false).ok()
+    }
+
+    /// The next `n` ticks strictly after `after` (fewer when the cron stops firing).
+    pub fn next_runs(&self, after: chrono::DateTime<chrono::Utc>, n: usize) -> Vec<chrono::DateTime<chrono_tz::Tz>> {
+        let mut out: Vec<chrono::DateTime<chrono_tz::Tz>> = Vec::with_capacity(n);
+        let mut from = after;
+        while out.len() < n {
+            let Some(next) = self.next_run(from) else { break };
+            from = next.with_timezone(&chrono::Utc);
+            out.push(next);
+        }
+        out
     }
 }
 
@@ -267,15 +289,53 @@ pub struct Credentials {
 
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
-    File { path: String },
-    Redis { url: String, key: String, channel: Option<String>, password: Option<ClientSecret> },
+    File {
+        path: String,
+        access: FileAccess,
+        include_extended_token: bool,
+    },
+    Redis {
+        url: String,
+        key: String,
+        channel: Option<String>,
+        password: Option<ClientSecret>,
+        include_extended_token: bool,
+    },
+}
+
+/// Who may read a file the program writes: its permission bits and group (`sinks[i].mode`, `sinks[i].group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileAccess {
+    /// Permission bits, validated: owner read, group read (and write) at most, nothing for others.
+    pub mode: u32,
+    /// The group id the file is given; `None`: the process's own.
+    pub gid: Option<u32>,
+}
+
+impl FileAccess {
+    /// 0600, the process's group: only the service user.
+    pub const PRIVATE: FileAccess = FileAccess { mode: 0o600, gid: None };
+
+    /// The group may read files written with this access.
+    pub fn group_readable(&self) -> bool {
+        self.mode & 0o040 != 0
+    }
 }
 
 impl SinkConfig {
+    /// Whether the document this sink writes carries `extended_token` (`include_extended_token`, default false).
+    pub fn include_extended_token(&self) -> bool {
+        match self {
+            SinkConfig::File { include_extended_token, .. } | SinkConfig::Redis { include_extended_token, .. } => {
+                *include_extended_token
+            }
+        }
+    }
+
     /// A short human name for messages and metrics labels: `file:/path/{account}.json`, `redis:upstox:token:{account}`.
     pub fn label(&self) -> String {
         match self {
-            SinkConfig::File { path } => format!("file:{path}"),
+            SinkConfig::File { path, .. } => format!("file:{path}"),
             SinkConfig::Redis { key, .. } => format!("redis:{key}"),
         }
     }
@@ -289,7 +349,11 @@ impl SinkConfig {
 pub enum ConfigError {
     #[error("config file `{}` not found (start from config.toml.example, or pass --config PATH)", .0.display())]
     Missing(PathBuf),
-    #[error("{}", format_figment_error(.0))]
+    #[error("`{}` is a directory: --config takes the config file itself (e.g. `{}`)", .0.display(), .0.join("config.toml").display())]
+    IsDirectory(PathBuf),
+    #[error("cannot read config file `{}`: {source} (fix: make it readable by this user, uid {uid})", path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error, uid: u32 },
+    #[error("{}", load::format_figment_error(.0))]
     Parse(Box<figment::Error>),
     #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
@@ -306,81 +370,4 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "`{}`: {}", self.key, self.message)
     }
-}
-
-fn format_figment_error(error: &figment::Error) -> String {
-    // figment's own text says "for key "default.browser.foo"": name the key the way the file spells it.
-    error
-        .clone()
-        .into_iter()
-        .map(|e| {
-            // `accounts.0.pin` → `accounts[0].pin`, as validation messages spell it.
-            let key = e.path.iter().fold(String::new(), |mut key, part| {
-                if part.parse::<usize>().is_ok() {
-                    key.push_str(&format!("[{part}]"));
-                } else {
-                    if !key.is_empty() {
-                        key.push('.');
-                    }
-                    key.push_str(part);
-                }
-                key
-            });
-            let what = describe_kind(&e.kind);
-            let source = e.metadata.as_ref().map(|m| format!(" (in {})", m.name)).unwrap_or_default();
-            if key.is_empty() { format!("{what}{source}") } else { format!("`{key}`: {what}{source}") }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// figment's message for one error, minus anything that could repeat a value from the file: a PIN written as a
-/// number (`pin = 123456`) must not come back on stderr, nor a line of TOML quoted by a syntax error.
-fn describe_kind(kind: &figment::error::Kind) -> String {
-    use figment::error::Kind;
-    match kind {
-        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
-            let hint = if expected.contains("string") { " (quote the value)" } else { "" };
-            format!("invalid value: expected {expected}{hint}")
-        }
-        Kind::Message(message) => {
-            // TOML syntax errors quote the offending line (`3 | pin = …`): keep only the prose.
-            let prose: Vec<&str> = message
-                .lines()
-                .filter(|l| {
-                    let t = l.trim_start();
-                    !(t.starts_with('|') || t.split_once('|').is_some_and(|(n, _)| n.trim().parse::<u32>().is_ok()))
-                })
-                .filter(|l| !l.trim().is_empty())
-                .collect();
-            prose.join(" ")
-        }
-        other => other.to_string(),
-    }
-}
-
-/// The figment of defaults → `path` → environment. The file must exist.
-pub fn figment(path: &Path) -> Result<Figment, ConfigError> {
-    if !path.is_file() {
-        return Err(ConfigError::Missing(path.to_path_buf()));
-    }
-    Ok(Figment::from(Serialized::defaults(RawConfig::default()))
-        .merge(Toml::file_exact(path))
-        .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__")))
-}
-
-/// Load and validate a configuration given as TOML text (defaults → `toml`; no file, no environment): for
-/// configurations the program writes itself (`demo`).
-pub fn load_str(toml: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
-        .merge(Toml::string(toml))
-        .extract()
-        .map_err(|e| ConfigError::Parse(Box::new(e)))?;
-    raw.validate()
-}
-
-/// Load and validate the configuration at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = figment(path)?.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
-    raw.validate()
 }

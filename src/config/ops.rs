@@ -248,6 +248,9 @@ mod tests {
         Jail::expect_with(|jail| {
             for (name, content) in files {
                 jail.create_file(name, content)?;
+                // A secret file every user can read is refused (`config::secrets`).
+                let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+                std::fs::set_permissions(jail.directory().join(name), private).unwrap();
             }
             jail.create_file("config.toml", &format!("{top}\n{VALID}\n{tables}"))?;
             out = Some(load(Path::new("config.toml")));

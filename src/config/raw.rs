@@ -93,6 +93,13 @@ pub struct RawSchedule {
     /// Minutes before `market_open` at which every account must hold a valid token, on days the cron runs and NSE
     /// is open; an account without one raises `token_missing_near_open`. 0: no check.
     pub token_check_mins_before_open: u64,
+    /// The daemon re-checks every published token (one `GET /v2/user/profile`) this often within
+    /// `recheck_hours` on `recheck_days`, and logs in again when Upstox says it is invalid. 0: never.
+    pub recheck_interval_secs: u64,
+    /// `HH:MM-HH:MM` in Asia/Kolkata (market hours, whatever `timezone` says).
+    pub recheck_hours: String,
+    /// Days (Asia/Kolkata) the re-check runs on: `["Mon", "Tue", …]`.
+    pub recheck_days: Vec<String>,
 }
 
 impl Default for RawSchedule {
@@ -108,6 +115,9 @@ impl Default for RawSchedule {
             retry_max_backoff_secs: 300,
             market_open: "09:15".into(),
             token_check_mins_before_open: 15,
+            recheck_interval_secs: 900,
+            recheck_hours: "09:15-15:30".into(),
+            recheck_days: ["Mon", "Tue", "Wed", "Thu", "Fri"].map(String::from).to_vec(),
         }
     }
 }
@@ -274,8 +284,17 @@ pub struct RawAccount {
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum RawSink {
     File {
-        /// `{account}` is replaced by the account name. Written atomically, mode 0600.
+        /// Absolute; `{account}` is replaced by the account name. Written atomically, mode 0600 unless `mode`.
         path: String,
+        /// Octal permission bits of the file, e.g. `"0640"` for readers in `group`; never readable by others.
+        #[serde(default)]
+        mode: Option<String>,
+        /// Group (name or numeric id) the file is given, for bots running as another user.
+        #[serde(default)]
+        group: Option<String>,
+        /// Also write the 1-year read-only `extended_token` (off: a leaked document stays useful one day at most).
+        #[serde(default)]
+        include_extended_token: bool,
     },
     Redis {
         /// `redis://` or `rediss://`, optionally with user:password and a database number.
@@ -290,6 +309,9 @@ pub enum RawSink {
         password_env: Option<String>,
         #[serde(default)]
         password_file: Option<PathBuf>,
+        /// Also write (and PUBLISH) the 1-year read-only `extended_token`.
+        #[serde(default)]
+        include_extended_token: bool,
     },
 }
 

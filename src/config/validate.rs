@@ -10,16 +10,22 @@ use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use url::Url;
 
-use super::raw::{RawAccount, RawSink};
+use super::raw::RawAccount;
+use super::secrets::{FileVerdict, judge_secret_file};
 use super::*;
 use crate::secret::{ClientSecret, Pin, TotpSecret};
 
+/// What validation found: errors (the configuration is refused) and warnings (it is used, a human should look).
 #[derive(Default)]
-pub(super) struct Problems(Vec<Problem>);
+pub(super) struct Problems(Vec<Problem>, Vec<Problem>);
 
 impl Problems {
     pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem { key: key.into(), message: message.into() });
+    }
+
+    pub(super) fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.1.push(Problem { key: key.into(), message: message.into() });
     }
 
     /// How many problems so far (to tell whether a part of the config added any).
@@ -39,19 +45,20 @@ impl std::fmt::Display for Problems {
 impl RawConfig {
     /// Check every key and build the typed configuration. Reads secret files/variables; no other I/O.
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let mut p = Problems(Vec::new());
+        let mut p = Problems(Vec::new(), Vec::new());
 
         if self.state_dir.as_os_str().is_empty() {
             p.add("state_dir", "must not be empty");
         }
-        let listen = self.server.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
-            p.add("server.listen", format!("expected HOST:PORT such as 127.0.0.1:8787 ({e})"));
+        let listen = resolve_listen(&self.server.listen).unwrap_or_else(|e| {
+            p.add("server.listen", e);
             SocketAddr::from(([127, 0, 0, 1], 8787))
         });
 
         validate_notifier_path(&mut p, &self.server.notifier_path);
 
-        let cron = validate_cron(&self.schedule.cron).map_err(|m| p.add("schedule.cron", m)).ok();
+        let cron = super::schedule::validate_cron(&self.schedule.cron).map_err(|m| p.add("schedule.cron", m)).ok();
+        let recheck = super::schedule::validate_recheck(&mut p, &self.schedule);
         let timezone = self
             .schedule
             .timezone
@@ -82,7 +89,7 @@ impl RawConfig {
         let browser = self.validate_browser(&mut p);
         let login = self.validate_login(&mut p);
         let accounts = validate_accounts(&mut p, &self.accounts);
-        let sinks = validate_sinks(&mut p, &self.sinks, accounts.len());
+        let sinks = super::sinks::validate_sinks(&mut p, &self.sinks, accounts.len());
         let auth_token = ops::validate_auth_token(&mut p, &self.server);
         let log_format = ops::validate_log_format(&mut p, &self.log_format);
         let notify = ops::validate_notify(&mut p, &self.notify);
@@ -101,6 +108,7 @@ impl RawConfig {
                 timezone: timezone.expect("validated"),
                 on_start,
                 market: market.expect("validated"),
+                recheck,
             },
             upstox: UpstoxConfig {
                 authorize_url: authorize_url.expect("validated"),
@@ -114,6 +122,7 @@ impl RawConfig {
             log_format,
             notify,
             notifiers,
+            warnings: p.1,
         })
     }
 
@@ -215,18 +224,20 @@ impl RawConfig {
     }
 }
 
-/// tokio-cron-scheduler's syntax: six fields, seconds first, day-of-month and day-of-week both honoured.
-fn validate_cron(expr: &str) -> Result<croner::Cron, String> {
-    let fields = expr.split_whitespace().count();
-    if fields != 6 {
-        return Err(format!("expected 6 fields (sec min hour dom mon dow), got {fields} in \"{expr}\""));
+/// `HOST:PORT`: an IP address, or a name resolved now (`localhost:8787`), first IPv4 address preferred.
+fn resolve_listen(value: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
     }
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expr)
-        .map_err(|e| format!("invalid cron \"{expr}\": {e}"))
+    let expected = "expected HOST:PORT such as 127.0.0.1:8787 or localhost:8787";
+    let Some((host, port)) = value.rsplit_once(':') else { return Err(format!("{expected}, got \"{value}\"")) };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{expected}, got \"{value}\""));
+    }
+    let addrs: Vec<SocketAddr> =
+        value.to_socket_addrs().map_err(|e| format!("cannot resolve `{host}` ({e}); {expected}"))?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| format!("`{host}` has no address"))
 }
 
 /// Upstox URLs must be https, except on loopback (the simulator, a local proxy).
@@ -317,7 +328,18 @@ fn validate_accounts(p: &mut Problems, raw: &[RawAccount]) -> Vec<Account> {
             }
         }
         let client_secret =
-            resolve_secret(p, &key("client_secret"), &a.client_secret, &a.client_secret_env, &a.client_secret_file);
+            resolve_secret(p, &key("client_secret"), &a.client_secret, &a.client_secret_env, &a.client_secret_file)
+                .filter(|secret| {
+                    // Upstox compares the secret byte for byte: a stray space costs a whole login (UDAPI100069).
+                    let padded = secret.trim() != secret;
+                    if padded {
+                        p.add(
+                    key("client_secret"),
+                    "has leading or trailing whitespace, which Upstox would refuse (UDAPI100069); fix: remove it",
+                );
+                    }
+                    !padded
+                });
         // A token-request account needs no credentials; given any, all are checked as a browser account's.
         let wants_credentials = method == Method::Browser
             || !a.mobile.is_empty()
@@ -402,7 +424,8 @@ fn validate_notifier_path(p: &mut Problems, path: &str) {
     }
 }
 
-/// Exactly one of `x`, `x_env`, `x_file`. A file's trailing newline is trimmed.
+/// Exactly one of `x`, `x_env`, `x_file`. A file's trailing newline is trimmed; a file every user can read is
+/// refused (and one another group can read gets a warning).
 pub(super) fn resolve_secret(
     p: &mut Problems,
     key: &str,
@@ -429,6 +452,14 @@ pub(super) fn resolve_secret(
     } else {
         // invariant: exactly one form is given and it is neither inline nor env
         let path = file.as_ref().expect("one form given");
+        match judge_secret_file(path) {
+            FileVerdict::Fine => {}
+            FileVerdict::Warn(message) => p.warn(format!("{key}_file"), message),
+            FileVerdict::Refuse(message) => {
+                p.add(format!("{key}_file"), message);
+                return None;
+            }
+        }
         match std::fs::read_to_string(path) {
             Ok(v) => v.trim_end_matches(['\n', '\r']).to_owned(),
             Err(e) => {
@@ -442,53 +473,6 @@ pub(super) fn resolve_secret(
         return None;
     }
     Some(value)
-}
-
-fn validate_sinks(p: &mut Problems, raw: &[RawSink], account_count: usize) -> Vec<SinkConfig> {
-    if raw.is_empty() {
-        p.add("sinks", "at least one [[sinks]] entry is required (type = \"file\" or \"redis\")");
-    }
-    let mut out = Vec::new();
-    for (i, s) in raw.iter().enumerate() {
-        match s {
-            RawSink::File { path } => {
-                if path.trim().is_empty() {
-                    p.add(format!("sinks[{i}].path"), "must not be empty");
-                } else if account_count > 1 && !path.contains("{account}") {
-                    p.add(format!("sinks[{i}].path"), "must contain `{account}` when there are several accounts");
-                } else {
-                    out.push(SinkConfig::File { path: path.clone() });
-                }
-            }
-            RawSink::Redis { url, key, channel, password_env, password_file } => {
-                let url_ok = match Url::parse(url) {
-                    Ok(u) if matches!(u.scheme(), "redis" | "rediss") => true,
-                    _ => {
-                        p.add(format!("sinks[{i}].url"), "expected redis://HOST:PORT/DB or rediss://… ");
-                        false
-                    }
-                };
-                if account_count > 1 && !key.contains("{account}") {
-                    p.add(format!("sinks[{i}].key"), "must contain `{account}` when there are several accounts");
-                }
-                let password = if password_env.is_some() || password_file.is_some() {
-                    resolve_secret(p, &format!("sinks[{i}].password"), &None, password_env, password_file)
-                        .map(ClientSecret::new)
-                } else {
-                    None
-                };
-                if url_ok {
-                    out.push(SinkConfig::Redis {
-                        url: url.clone(),
-                        key: key.clone(),
-                        channel: channel.clone(),
-                        password,
-                    });
-                }
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

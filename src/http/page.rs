@@ -112,21 +112,22 @@ fn account_section(a: &AccountStatus, now: DateTime<Utc>) -> Markup {
                     " · PIN submissions without a code today: " (a.pin_submissions_today)
                 }
             }
+            @if let Some(error) = &a.state_error {
+                p.token { strong { "State cannot be read: " } (error) }
+            }
             h3 { "Sinks" }
             ul.sinks {
                 @for s in &a.sinks {
                     li class={ "sink " (if s.valid { "ok" } else { "bad" }) } {
                         code { (s.sink) } br;
                         span.state {
-                            @match (&s.expires_at, s.generation) {
-                                (Some(exp), Some(g)) => {
+                            @match (&s.expires_at, s.generation, &s.error) {
+                                (_, _, Some(error)) => { "cannot be read: " (error) }
+                                (Some(exp), Some(g), None) => {
                                     "generation " (g) ", "
                                     (if s.valid { "valid until " } else { "expired " }) (when(exp))
                                 }
-                                _ => @match &s.error {
-                                    Some(e) => { "cannot be read: " (e) }
-                                    None => "holds nothing",
-                                },
+                                _ => "holds nothing",
                             }
                         }
                     }
@@ -234,6 +235,7 @@ mod tests {
                 failure_screenshot: Some("20261128T030041.000Z-primary-pin.png".into()),
                 due_since: Some("2026-11-28T08:30:00+05:30".into()),
                 ready: true,
+                state_error: None,
             }],
             closed_today: None,
         }

@@ -18,6 +18,7 @@ use crate::error::error_chain;
 use crate::login::browser::{BrowserError, PageRejection};
 use crate::login::{IssuedToken, LoginContext, LoginError, LoginEvent, SendTime, Veto, guard, token_request};
 use crate::notify::Event;
+use crate::oauth::{ExchangeError, UpstoxError};
 use crate::token;
 
 /// A clock further than this from Upstox's gets a warning: TOTP codes near a window's edge start failing.
@@ -129,12 +130,19 @@ impl Runner {
             .without_max_times()
             .build();
         let mut attempt = 0;
+        let mut previous_refusal = None;
         loop {
             attempt += 1;
             match self.login_once(permit, account, clock).await {
                 Ok(issued) => return Ok(Attempts { issued, count: attempt }),
                 Err(e) if e.is_permanent() || attempt >= policy.max_attempts => return Err(e),
+                // The token endpoint answered exactly as last time (a firewall's page, the same UDAPI error): a
+                // deterministic refusal that another code will meet too. Stop before spending a third.
+                Err(e) if refusal(&e).is_some() && refusal(&e) == previous_refusal => {
+                    return Err(RunError::Repeated(Box::new(e)));
+                }
                 Err(e) => {
+                    previous_refusal = refusal(&e);
                     let pause = backoff.next().unwrap_or(policy.retry_max_backoff);
                     warn!(attempt, error = %error_chain(&e), retry_in_secs = pause.as_secs_f64(), "login attempt failed; retrying with a new browser login");
                     tokio::time::sleep(pause).await;
@@ -231,5 +239,38 @@ impl Runner {
             Ok(Err(e)) => tracing::debug!(error = %error_chain(&e), "cannot check the clock against Upstox's"),
             Err(_) => tracing::debug!(timeout = ?CLOCK_CHECK_TIMEOUT, "clock check timed out"),
         }
+    }
+}
+
+/// The token endpoint's refusal in `error` when it is a client error (4xx), the kind that repeats identically for
+/// every code; a 5xx is the server's trouble and may pass.
+fn refusal(error: &RunError) -> Option<UpstoxError> {
+    match error {
+        RunError::Login(LoginError::Exchange { error: ExchangeError::Refused(refused) })
+            if (400..500).contains(&refused.http_status) =>
+        {
+            Some(refused.clone())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, body: &[u8]) -> RunError {
+        let error = ExchangeError::Refused(crate::oauth::interpret_error(status, body));
+        RunError::Login(LoginError::Exchange { error })
+    }
+
+    #[test]
+    fn identical_client_refusals_compare_equal_and_server_errors_never_count() {
+        let invalid = br#"{"status":"error","errors":[{"errorCode":"UDAPI100057","message":"Invalid Auth code"}]}"#;
+        assert!(refusal(&refused(400, invalid)).is_some());
+        assert_eq!(refusal(&refused(400, invalid)), refusal(&refused(400, invalid)));
+        assert_ne!(refusal(&refused(400, invalid)), refusal(&refused(401, invalid)));
+        assert_eq!(refusal(&refused(503, b"<html><title>down</title></html>")), None);
+        assert_eq!(refusal(&RunError::Busy("a".into())), None);
     }
 }

@@ -10,11 +10,14 @@ mod attempts;
 mod gauges;
 mod outcome;
 pub mod pool;
+pub mod preflight;
 pub mod probe;
 pub mod publish;
 mod record;
+mod verify;
 
 pub use outcome::{Outcome, RunError, Trigger, WhenValid};
+pub use verify::Verdict;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -192,12 +195,24 @@ impl Runner {
         let best = freshest(&held, Utc::now()).cloned();
         if let Some(doc) = best.filter(|_| when_valid == WhenValid::Skip) {
             match self.api()?.check_token(&AccessToken::new(doc.access_token.clone())).await {
-                Ok(TokenCheck::Valid) => return self.keep(account, doc, &held).await,
-                Ok(TokenCheck::Rejected(e)) => info!(reason = %e, "published token rejected by Upstox; logging in"),
-                Err(e) => {
-                    warn!(error = %error_chain(&e), "could not verify the published token; keeping it (it has not expired)");
-                    return self.keep(account, doc, &held).await;
+                TokenCheck::Valid(_) => return self.keep(account, doc, &held, None).await,
+                TokenCheck::Invalid(e) => info!(reason = %e, "Upstox says the published token is invalid; logging in"),
+                TokenCheck::Unknown(reason) => {
+                    // A rate limit or an outage says nothing about the token, and a new login might invalidate the
+                    // one bots are using: keep it (it has not expired) and ask again later.
+                    warn!(%reason, "Upstox gave no verdict on the published token; keeping it (it has not expired); it is checked again later");
+                    return self.keep(account, doc, &held, Some(reason)).await;
                 }
+            }
+        }
+        // Before any browser starts: when no sink can take the document, a login would only spend a code and throw
+        // the new token away. When some can, log in for them (the others are tried again when publishing).
+        if let Err(failures) = preflight::sinks(self.publisher.sinks(), &account.name).await {
+            if failures.len() == self.publisher.sinks().len() {
+                return Err(RunError::Preflight { failures });
+            }
+            for (sink, e) in &failures {
+                warn!(%sink, error = %error_chain(e), "sink not ready; logging in for the sinks that are (this one is tried again when publishing)");
             }
         }
         let max_seen = held.iter().flatten().map(|d| d.generation).max().unwrap_or(0);
@@ -205,16 +220,21 @@ impl Runner {
         let publish_started = Instant::now();
         let issued = Utc::now();
         let response = attempts.issued.response;
+        // A token Upstox does not accept right after issuing it must never reach a sink.
+        let profile = self.verify_new_token(&response.access_token).await?;
+        let fill = |given: Option<String>, known: Option<String>| {
+            given.filter(|v| !v.is_empty()).or(known).unwrap_or_default()
+        };
         let doc = TokenDocument {
             account: account.name.clone(),
             access_token: response.access_token.expose().to_owned(),
             extended_token: response.extended_token.as_ref().map(|t| t.expose().to_owned()),
             token_type: "Bearer".into(),
-            user_id: response.user_id,
-            user_name: response.user_name,
-            email: response.email,
-            exchanges: response.exchanges,
-            products: response.products,
+            user_id: fill(response.user_id, profile.user_id),
+            user_name: fill(response.user_name, profile.user_name),
+            email: fill(response.email, profile.email),
+            exchanges: response.exchanges.or(profile.exchanges).unwrap_or_default(),
+            products: response.products.or(profile.products).unwrap_or_default(),
             issued_at: token::ist(issued),
             expires_at: document_expiry(issued, attempts.issued.expires_at),
             generation: permit.next_generation(max_seen)?,
@@ -238,17 +258,29 @@ impl Runner {
         })
     }
 
-    /// The held token is valid: make sure every sink has it.
+    /// The held token is valid (or unexpired and `unverified`, with the reason Upstox gave no verdict): make sure
+    /// every sink has it.
     async fn keep(
         &self,
         account: &Account,
         doc: TokenDocument,
         held: &[Option<TokenDocument>],
+        unverified: Option<String>,
     ) -> Result<Outcome, RunError> {
-        let missing: Vec<&Sink> =
-            self.publisher.sinks().iter().zip(held).filter(|(_, h)| h.as_ref() != Some(&doc)).map(|(s, _)| s).collect();
+        let missing: Vec<&Sink> = self
+            .publisher
+            .sinks()
+            .iter()
+            .zip(held)
+            .filter(|(_, h)| h.as_ref().is_none_or(|h| !h.same_as(&doc)))
+            .map(|(s, _)| s)
+            .collect();
         let (generation, expires_at) = (doc.generation, doc.expires_at);
         self.metrics.token(&account.name, doc.generation, doc.expires_at_unix() as f64);
+        if let Some(reason) = unverified {
+            self.publish(&doc, missing).await?;
+            return Ok(Outcome::Unverified { generation, expires_at, reason });
+        }
         if missing.is_empty() {
             info!(generation, expires_at = %expires_at.to_rfc3339(), "published token is still valid; skipping");
             return Ok(Outcome::Skipped { generation, expires_at });

@@ -32,15 +32,18 @@ pub enum Trigger {
     Cron,
     /// The `login` command.
     Command,
+    /// The daemon's periodic re-check of published tokens (`schedule.recheck_*`) found one invalid.
+    Recheck,
 }
 
 impl Trigger {
     /// When a token request started by this trigger may be sent: scheduled runs wait for 03:30 IST, the others
-    /// send at once.
+    /// (the start-up catch-up, `login`, a re-check that found the token invalid) send at once.
     pub fn send_time(self) -> SendTime {
         match self {
             Trigger::Cron => SendTime::AfterCutoff,
-            Trigger::Start | Trigger::Command => SendTime::Now,
+            // A re-check found the token revoked: the account is without a token now, so no waiting.
+            Trigger::Start | Trigger::Command | Trigger::Recheck => SendTime::Now,
         }
     }
 }
@@ -51,6 +54,7 @@ impl std::fmt::Display for Trigger {
             Trigger::Start => "start",
             Trigger::Cron => "cron",
             Trigger::Command => "command",
+            Trigger::Recheck => "recheck",
         })
     }
 }
@@ -61,6 +65,9 @@ pub enum Outcome {
     Skipped { generation: u64, expires_at: DateTime<FixedOffset> },
     /// A valid token was copied to sinks that lacked it; no login was needed.
     Republished { generation: u64, expires_at: DateTime<FixedOffset>, sinks: Vec<String> },
+    /// Upstox gave no verdict on the unexpired published token (`reason`: a rate limit, an outage): it was kept
+    /// (and copied to sinks that lacked it); it is checked again later.
+    Unverified { generation: u64, expires_at: DateTime<FixedOffset>, reason: String },
     /// A new token was issued and published everywhere.
     LoggedIn {
         generation: u64,
@@ -77,9 +84,13 @@ impl std::fmt::Display for Outcome {
     /// One line for a person.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outcome::Skipped { generation, expires_at } => write!(
+            Outcome::Skipped { generation, expires_at } => {
+                write!(f, "token still valid (generation {generation}, expires {}); skipped", expires_at.to_rfc3339())
+            }
+            Outcome::Unverified { generation, expires_at, reason } => write!(
                 f,
-                "token still valid (generation {generation}, expires {}); skipped (use --force to log in anyway)",
+                "token kept unverified (generation {generation}, expires {}): Upstox gave no verdict on it ({reason}); \
+                 it has not expired, so it stays published and is checked again later",
                 expires_at.to_rfc3339()
             ),
             Outcome::Republished { generation, expires_at, sinks } => write!(
@@ -118,6 +129,14 @@ pub enum RunError {
     Publish { generation: u64, failures: Vec<(String, SinkError)> },
     #[error("cannot set up a sink")]
     SinkSetup(#[source] SinkError),
+    #[error("no login attempted (no browser started): {} not ready: {}", if .failures.len() == 1 { "the sink is" } else { "no sink is" }, .failures.iter().map(|(s, e)| format!("`{s}`: {}", error_chain(e))).collect::<Vec<_>>().join("; "))]
+    Preflight { failures: Vec<(String, SinkError)> },
+    #[error(
+        "Upstox rejected the token it had just issued ({0}) when it was verified with GET /v2/user/profile: not published, the previous token stays"
+    )]
+    NewTokenRejected(crate::oauth::UpstoxError),
+    #[error("{0} (the same refusal as the previous attempt: not retried)")]
+    Repeated(Box<RunError>),
     #[error("run deadline of {0:?} passed (`login.run_deadline_secs`)")]
     Deadline(Duration),
     #[error(transparent)]
@@ -147,6 +166,9 @@ impl RunError {
             RunError::Publish { .. } => FailureClass::Publish,
             RunError::Deadline(_) => FailureClass::Deadline,
             RunError::SinkSetup(_) | RunError::Coordination(_) | RunError::Http(_) => FailureClass::Setup,
+            RunError::Preflight { .. } => FailureClass::Publish,
+            RunError::NewTokenRejected(_) => FailureClass::ExchangeRefused,
+            RunError::Repeated(inner) => inner.class(),
         }
     }
 
@@ -165,6 +187,13 @@ impl RunError {
             RunError::Deadline(_) => {
                 Some("look at the step timings (`status`); raise `login.run_deadline_secs`".into())
             }
+            RunError::Preflight { .. } => {
+                Some("make the sinks named above writable or reachable; `check-config --online` checks them".into())
+            }
+            RunError::NewTokenRejected(_) => Some(
+                "Upstox rejects the tokens it issues for this account: check the app and the account in Upstox's developer console; the previous token stays published".into(),
+            ),
+            RunError::Repeated(inner) => inner.fix(),
             RunError::Busy(_) | RunError::SinkSetup(_) | RunError::Coordination(_) | RunError::Http(_) => None,
         }
     }
@@ -178,7 +207,10 @@ impl RunError {
             | RunError::Busy(_)
             | RunError::Coordination(_)
             | RunError::Http(_)
-            | RunError::SinkSetup(_) => true,
+            | RunError::SinkSetup(_)
+            | RunError::Preflight { .. }
+            | RunError::NewTokenRejected(_)
+            | RunError::Repeated(_) => true,
             RunError::Publish { .. } | RunError::Deadline(_) => false,
         }
     }

@@ -122,12 +122,18 @@ mod tests {
         });
         let dir = tempfile::tempdir().unwrap();
         let sinks = [
-            Sink::new(&SinkConfig::File { path: format!("{}/{{account}}.json", dir.path().display()) }).unwrap(),
+            Sink::new(&SinkConfig::File {
+                path: format!("{}/{{account}}.json", dir.path().display()),
+                access: crate::config::FileAccess::PRIVATE,
+                include_extended_token: false,
+            })
+            .unwrap(),
             Sink::new(&SinkConfig::Redis {
                 url: format!("redis://127.0.0.1:{port}/0"),
                 key: "k:{account}".into(),
                 channel: None,
                 password: None,
+                include_extended_token: false,
             })
             .unwrap(),
         ];

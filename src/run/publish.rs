@@ -86,15 +86,17 @@ impl Publisher {
     }
 }
 
-/// The unexpired document with the highest generation among what the sinks hold.
+/// The unexpired document with the highest generation among what the sinks hold (of equal ones, one that carries
+/// `extended_token`, so copying it to a sink that includes it loses nothing).
 pub fn freshest(held: &[Option<TokenDocument>], now: DateTime<Utc>) -> Option<&TokenDocument> {
     freshest_of(held.iter().flatten(), now)
 }
 
-/// `freshest` over any documents.
+/// `freshest` over any documents: the unexpired one of the highest generation; of two with the same generation, the
+/// one that carries an `extended_token`.
 pub fn freshest_of<'a>(
     docs: impl IntoIterator<Item = &'a TokenDocument>,
     now: DateTime<Utc>,
 ) -> Option<&'a TokenDocument> {
-    docs.into_iter().filter(|d| d.is_unexpired(now)).max_by_key(|d| d.generation)
+    docs.into_iter().filter(|d| d.is_unexpired(now)).max_by_key(|d| (d.generation, d.extended_token.is_some()))
 }

@@ -68,7 +68,8 @@ impl Runner {
     pub(super) fn record(&self, account: &Account, result: &Result<Outcome, RunError>, took: Duration) {
         let (label, error, class) = match result {
             Ok(Outcome::LoggedIn { .. }) => (AttemptResult::Success, None, None),
-            Ok(Outcome::Skipped { .. }) => (AttemptResult::Skipped, None, None),
+            // A token Upstox gave no verdict on was kept: the run did not log in.
+            Ok(Outcome::Skipped { .. } | Outcome::Unverified { .. }) => (AttemptResult::Skipped, None, None),
             Ok(Outcome::Republished { .. }) => (AttemptResult::Republished, None, None),
             Err(e) => (AttemptResult::Failed, Some(error_chain(e)), Some(e.class())),
         };

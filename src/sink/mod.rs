@@ -8,7 +8,7 @@ mod file;
 mod redis;
 
 pub use file::FileSink;
-pub use file::write_atomically;
+pub use file::{ensure_private_dir, write_atomically, write_with_access};
 pub use redis::RedisSink;
 
 use crate::config::SinkConfig;
@@ -35,6 +35,8 @@ pub enum SinkError {
         #[source]
         source: ::redis::RedisError,
     },
+    #[error("`{}` is a directory, not a file: fix: point the sink's `path` at a file", path.display())]
+    IsDirectory { path: std::path::PathBuf },
     #[error("`{what}` holds something that is not a token document")]
     Corrupt {
         what: String,
@@ -59,8 +61,8 @@ impl Sink {
     /// Build a sink from its validated configuration. Makes no connection.
     pub fn new(config: &SinkConfig) -> Result<Self, SinkError> {
         let backend = match config {
-            SinkConfig::File { path } => Backend::File(FileSink::new(path)),
-            SinkConfig::Redis { url, key, channel, password } => {
+            SinkConfig::File { path, access, .. } => Backend::File(FileSink::with_access(path, *access)),
+            SinkConfig::Redis { url, key, channel, password, .. } => {
                 Backend::Redis(Box::new(RedisSink::new(url, key, channel.clone(), password.clone())?))
             }
         };
@@ -80,10 +82,31 @@ impl Sink {
         }
     }
 
+    /// Write `doc` as this sink publishes it (`document_for`).
     pub async fn publish(&self, doc: &TokenDocument) -> Result<(), SinkError> {
+        let doc = self.document_for(doc);
         match &self.backend {
-            Backend::File(s) => s.publish(doc).await,
-            Backend::Redis(s) => s.publish(doc).await,
+            Backend::File(s) => s.publish(&doc).await,
+            Backend::Redis(s) => s.publish(&doc).await,
+        }
+    }
+
+    /// `doc` as this sink writes it: without `extended_token` unless the sink has `include_extended_token` (the
+    /// 1-year token stays out of every place that does not ask for it).
+    pub fn document_for(&self, doc: &TokenDocument) -> TokenDocument {
+        let mut doc = doc.clone();
+        if !self.config.include_extended_token() {
+            doc.extended_token = None;
+        }
+        doc
+    }
+
+    /// Prove, without publishing anything, that a document for `account` could be written now (file: create and
+    /// remove a temporary file beside it; Redis: connect, authenticate, PING). Run before a login starts a browser.
+    pub async fn preflight(&self, account: &str) -> Result<(), SinkError> {
+        match &self.backend {
+            Backend::File(s) => s.preflight(account).await,
+            Backend::Redis(s) => s.preflight(account).await,
         }
     }
 

@@ -93,6 +93,16 @@ impl RedisSink {
         Ok(())
     }
 
+    /// Connect (with the configured credentials) and PING.
+    pub async fn preflight(&self, account: &str) -> Result<(), SinkError> {
+        let result: Result<String, _> =
+            async { redis::cmd("PING").query_async(&mut self.connection().await?).await }.await;
+        if result.is_err() {
+            self.forget_connection().await;
+        }
+        result.map(drop).map_err(|e| self.error(account, e))
+    }
+
     pub async fn read(&self, account: &str) -> Result<Option<TokenDocument>, SinkError> {
         let result: Result<Option<Vec<u8>>, _> =
             async { self.connection().await?.get(self.key_for(account)).await }.await;

@@ -335,6 +335,7 @@ impl CliRun {
 pub struct RedisServer {
     child: std::process::Child,
     pub port: u16,
+    password: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -364,13 +365,17 @@ impl RedisServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): {SETUP_HINT}"));
-        let server = RedisServer { child, port, _dir: dir };
+        let password = extra.windows(2).find(|w| w[0] == "--requirepass").map(|w| w[1].to_owned());
+        let server = RedisServer { child, port, password, _dir: dir };
         server.wait_ready();
         server
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     fn wait_ready(&self) {
@@ -475,5 +480,75 @@ impl HookReceiver {
     /// Every request so far: (path, JSON body).
     pub fn requests(&self) -> Vec<(String, serde_json::Value)> {
         self.seen.lock().unwrap().requests.clone()
+    }
+}
+
+/// The user "someone else's" commands run as: when the tests run as root (who ignores file permissions), children
+/// that must meet a permission problem drop to `nobody`; otherwise they run as the tests' own user, and the
+/// helpers below use plain modes to make paths unreadable or read-only for them.
+pub const NOBODY: u32 = 65534;
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Make `cmd` run as an unprivileged user (`nobody` when the tests run as root), with `home` as HOME.
+pub fn unprivileged(cmd: &mut std::process::Command, home: &Path) {
+    use std::os::unix::process::CommandExt;
+    cmd.env("HOME", home);
+    if is_root() {
+        // SAFETY: only async-signal-safe syscalls run between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(NOBODY) != 0 || libc::setuid(NOBODY) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Give `path` (recursively) to the user `unprivileged` children run as.
+pub fn hand_over(path: &Path) {
+    if !is_root() {
+        return;
+    }
+    std::os::unix::fs::lchown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            hand_over(&entry.unwrap().path());
+        }
+    }
+}
+
+/// Make the directory `dir` read-only for `unprivileged` children: root's and 0755 when the tests run as root,
+/// else 0555.
+pub fn make_read_only(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if is_root() {
+        std::os::unix::fs::chown(dir, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    } else {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+}
+
+/// Make `path` (a file, or a directory and everything in it) unreadable and unwritable for `unprivileged`
+/// children: root's with mode 0600/0700 when the tests run as root (as `login` run by root leaves it), else 0000.
+pub fn make_private_to_someone_else(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            make_private_to_someone_else(&entry.unwrap().path());
+        }
+    }
+    if is_root() {
+        std::os::unix::fs::chown(path, Some(0), Some(0)).unwrap();
+        let mode = if path.is_dir() { 0o700 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    } else {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).unwrap();
     }
 }

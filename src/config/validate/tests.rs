@@ -2,6 +2,7 @@
 
 use super::*;
 use figment::Jail;
+use std::path::Path;
 
 const VALID: &str = r#"
     state_dir = "/tmp/x"
@@ -150,6 +151,9 @@ fn secret_from_unset_env_names_the_variable() {
 fn secret_file_trailing_newline_is_trimmed() {
     Jail::expect_with(|jail| {
         jail.create_file("pin", "654321\n")?;
+        // A secret file others can read is refused (see `secrets`).
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(jail.directory().join("pin"), mode).unwrap();
         jail.create_file("config.toml", &VALID.replace("pin = \"123456\"", "pin_file = \"pin\""))?;
         let c = load(Path::new("config.toml")).unwrap();
         assert_eq!(c.accounts[0].credentials.as_ref().unwrap().pin.expose(), "654321");

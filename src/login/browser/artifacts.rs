@@ -71,7 +71,8 @@ impl ArtifactStore {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
         let stem = format!("{stamp}-{account}-{step}");
         let mut written = Vec::new();
-        if let Err(e) = std::fs::create_dir_all(&self.dir) {
+        // 0700 whatever the umask: the names tell which account failed where.
+        if let Err(e) = crate::sink::ensure_private_dir(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot create the failure artifact dir");
             return written;
         }
