@@ -323,24 +323,19 @@ fn validate_accounts(p: &mut Problems, raw: &[RawAccount]) -> Vec<Account> {
                 );
             }
         }
-        let client_secret = resolve_secret(
-            p,
-            &key("client_secret"),
-            &a.client_secret,
-            &a.client_secret_env,
-            &a.client_secret_file,
-        )
-        .filter(|secret| {
-            // Upstox compares the secret byte for byte: a stray space costs a whole login (UDAPI100069).
-            let padded = secret.trim() != secret;
-            if padded {
-                p.add(
+        let client_secret =
+            resolve_secret(p, &key("client_secret"), &a.client_secret, &a.client_secret_env, &a.client_secret_file)
+                .filter(|secret| {
+                    // Upstox compares the secret byte for byte: a stray space costs a whole login (UDAPI100069).
+                    let padded = secret.trim() != secret;
+                    if padded {
+                        p.add(
                     key("client_secret"),
                     "has leading or trailing whitespace, which Upstox would refuse (UDAPI100069); fix: remove it",
                 );
-            }
-            !padded
-        });
+                    }
+                    !padded
+                });
         // A token-request account needs no credentials; given any, all are checked as a browser account's.
         let wants_credentials = method == Method::Browser
             || !a.mobile.is_empty()
