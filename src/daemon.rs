@@ -89,6 +89,10 @@ impl Passes {
                     }
                     info!(account = %done.account.name, elapsed_secs = secs, "{o}")
                 }
+                Err(e @ RunError::Busy { .. }) => info!(account = %done.account.name, elapsed_secs = secs, "{e}"),
+                Err(e @ RunError::Superseded { .. }) => {
+                    warn!(account = %done.account.name, elapsed_secs = secs, error = %error_chain(e), "run superseded")
+                }
                 Err(e) => error!(
                     account = %done.account.name,
                     elapsed_secs = secs,

@@ -5,7 +5,8 @@
 //! 2. parts: `oauth` (the protocol), `profile` (what Upstox says about a token), `access_request` (Upstox's v3
 //!    access-token request and its webhook payload), `state` (what survives restarts), `sink` (where tokens go),
 //!    `metrics`, `notify` (telling people: webhook, Slack, Discord, Telegram), `market` (the days NSE is closed),
-//!    `schedule` (when a run is due, retry deadlines, the check before the open);
+//!    `schedule` (when a run is due, retry deadlines, the check before the open), `redis_link` (the lazy Redis
+//!    connection that the Redis sink and coordinator share);
 //! 3. `coordinate` (may I log this account in now, with which generation), `login` (the ways to get a token:
 //!    `login::browser` drives the hosted dialog; `login::guard` is the lockout guard);
 //! 4. `run` (one account's run, the pass over accounts, publishing);
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod notify;
 pub mod oauth;
 pub mod profile;
+pub mod redis_link;
 pub mod sink;
 pub mod state;
 

@@ -27,6 +27,9 @@ pub struct Metrics {
     token_generation: Family<Labels, Gauge>,
     pin_submissions: Family<Labels, Gauge>,
     skip_check_duration: Histogram,
+    coordination_up: Gauge,
+    lease_waits: Family<Labels, Counter>,
+    fenced_writes: Family<Labels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -99,6 +102,24 @@ impl Metrics {
             "Duration of runs that kept a still-valid token (checked with Upstox, copied to sinks that lacked it)",
             skip_check_duration.clone(),
         );
+        let coordination_up = Gauge::default();
+        let lease_waits = Family::<Labels, Counter>::default();
+        let fenced_writes = Family::<Labels, Counter>::default();
+        registry.register(
+            "coordination_up",
+            "1 when the coordinator (coordination.type) answered its last request, 0 when it did not (then no login starts)",
+            coordination_up.clone(),
+        );
+        registry.register(
+            "lease_waits",
+            "Runs that found another replica holding the account's lease and waited for it",
+            lease_waits.clone(),
+        );
+        registry.register(
+            "fenced_writes",
+            "Sink writes refused because the sink held a newer generation (a replica that lost its lease)",
+            fenced_writes.clone(),
+        );
         Self {
             registry,
             login_attempts,
@@ -111,6 +132,9 @@ impl Metrics {
             token_generation,
             pin_submissions,
             skip_check_duration,
+            coordination_up,
+            lease_waits,
+            fenced_writes,
         }
     }
 
@@ -167,6 +191,18 @@ impl Metrics {
 
     pub fn notifier_post(&self, status: u16) {
         self.notifier_posts.get_or_create(&Self::l(&[("status", &status.to_string())])).inc();
+    }
+
+    pub fn coordination_up(&self, up: bool) {
+        self.coordination_up.set(i64::from(up));
+    }
+
+    pub fn lease_wait(&self, account: &str) {
+        self.lease_waits.get_or_create(&Self::l(&[("account", account)])).inc();
+    }
+
+    pub fn fenced_write(&self, sink: &str) {
+        self.fenced_writes.get_or_create(&Self::l(&[("sink", sink)])).inc();
     }
 
     /// The OpenMetrics text exposition (`application/openmetrics-text; version=1.0.0`).

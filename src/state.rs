@@ -119,6 +119,10 @@ pub enum FailureClass {
     ApprovalMissing,
     /// A v3 access-token request could not be sent or Upstox refused it.
     TokenRequest,
+    /// The coordination store (`coordination.url`) did not answer, or this run lost its lease.
+    Coordination,
+    /// A replica that took the lease later published a newer token; this run's token was refused (fenced).
+    Superseded,
     /// A class written by a newer version.
     #[serde(other)]
     Other,
@@ -147,6 +151,8 @@ impl FailureClass {
             FailureClass::Setup => "setup",
             FailureClass::ApprovalMissing => "approval_missing",
             FailureClass::TokenRequest => "token_request",
+            FailureClass::Coordination => "coordination",
+            FailureClass::Superseded => "superseded",
             FailureClass::Other => "other",
         }
     }
@@ -257,6 +263,16 @@ impl StateStore {
         Self { dir: state_dir.join("accounts") }
     }
 
+    /// `{state_dir}/accounts`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The account's lock file.
+    pub fn lock_path(&self, account: &str) -> PathBuf {
+        self.dir.join(format!("{account}.lock"))
+    }
+
     /// The account's state file.
     pub fn path(&self, account: &str) -> PathBuf {
         self.dir.join(format!("{account}.json"))
@@ -289,7 +305,7 @@ impl StateStore {
     /// Take the account's login lock without waiting. `Ok(None)`: another process holds it. Creates `accounts/`
     /// (and `state_dir`) 0700 and the lock file 0600, whatever the umask.
     pub fn try_lock(&self, account: &str) -> Result<Option<AccountLock>, StateError> {
-        let path = self.dir.join(format!("{account}.lock"));
+        let path = self.lock_path(account);
         let lock_err = |source| StateError::Lock { path: path.clone(), source };
         crate::sink::ensure_private_dir(&self.dir).map_err(lock_err)?;
         let file =

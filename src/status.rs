@@ -6,6 +6,10 @@
 //! has happened since the last 03:30 IST expiry (overnight, a weekend without ticks, a day NSE is closed and
 //! `schedule.skip_holidays` skips; `schedule::due_since`).
 //!
+//! With `coordination.type = "redis"` and shared sinks any replica answers for every account: the last attempts, the
+//! PIN count and the lease holder come from the shared store. Without the coordinator (it does not answer) the report
+//! says so, and `/readyz` says no.
+//!
 //! A report carries expiry, generation and attempt results, never a token or a secret: `AccountStatus` has no
 //! field that could hold one. This module builds data; `cli` prints it and `http` serves it.
 
@@ -35,6 +39,20 @@ pub struct StatusReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_today: Option<String>,
     pub accounts: Vec<AccountStatus>,
+    pub coordination: CoordinationStatus,
+}
+
+/// The coordinator (`[coordination]`) and whether it answers: without it no replica logs in.
+#[derive(Debug, Serialize)]
+pub struct CoordinationStatus {
+    /// `"local"` or `"redis"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `state_dir/accounts`, or the Redis URL without its password.
+    pub store: String,
+    pub reachable: bool,
+    /// Why it does not answer (never a secret).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +81,8 @@ pub struct AccountStatus {
     /// attempt and guard fields above are then unknown, not empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_error: Option<String>,
+    /// Who holds the account's lease right now (`coordination.type = "redis"` only).
+    pub lease_holder: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,23 +108,47 @@ pub async fn report(runner: &Runner) -> StatusReport {
     let config = runner.config();
     let now = Utc::now();
     let closed = runner.calendar().known();
-    let accounts = join_all(config.accounts.iter().map(|a| account_status(runner, a, &closed, now))).await;
+    let coordinator = runner.coordinator();
+    let health = coordinator.health().await;
+    runner.metrics().coordination_up(health.is_ok());
+    let info = coordinator.describe();
+    let coordination = CoordinationStatus {
+        kind: info.kind,
+        store: info.store,
+        reachable: health.is_ok(),
+        error: health.as_ref().err().map(|e| error_chain(e)),
+    };
+    let reachable = coordination.reachable;
+    let accounts = join_all(config.accounts.iter().map(|a| account_status(runner, a, &closed, now, reachable))).await;
     StatusReport {
         schedule: config.schedule.cron.clone(),
         timezone: config.schedule.timezone.to_string(),
         next_run: config.schedule.next_run(now).map(|t| t.to_rfc3339()),
         closed_today: closed.closed_on(token::ist_day(now)).map(ToString::to_string),
         accounts,
+        coordination,
     }
 }
 
-async fn account_status(runner: &Runner, account: &Account, closed: &ClosedDays, now: DateTime<Utc>) -> AccountStatus {
+/// `reachable`: the coordinator answered just now (else its facts are not asked for: each would wait for it).
+async fn account_status(
+    runner: &Runner,
+    account: &Account,
+    closed: &ClosedDays,
+    now: DateTime<Utc>,
+    reachable: bool,
+) -> AccountStatus {
     let held = runner.publisher().probe(&account.name).await;
-    let (facts, state_error) = match runner.coordinator().facts(&account.name) {
-        Ok(facts) => (facts, None),
-        Err(e) => {
-            tracing::warn!(account = %account.name, error = %error_chain(&e), "cannot read state");
-            (Default::default(), Some(error_chain(&e)))
+    let coordinator = runner.coordinator();
+    let (facts, state_error, lease_holder) = if !reachable {
+        (Default::default(), Some("the coordinator does not answer (see `coordination`)".to_owned()), None)
+    } else {
+        match coordinator.facts(&account.name).await {
+            Ok(facts) => (facts, None, coordinator.holder(&account.name).await.unwrap_or_default()),
+            Err(e) => {
+                tracing::warn!(account = %account.name, error = %error_chain(&e), "cannot read the coordination facts");
+                (Default::default(), Some(error_chain(&e)), None)
+            }
         }
     };
     let best = freshest_of(held.iter().filter_map(Held::document), now);
@@ -138,5 +182,6 @@ async fn account_status(runner: &Runner, account: &Account, closed: &ClosedDays,
         due_since: due_since.map(|t| token::ist(t).to_rfc3339()),
         ready: valid_in_every_sink || due_since.is_none(),
         state_error,
+        lease_holder,
     }
 }

@@ -19,6 +19,11 @@ pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
         report.timezone,
         report.next_run.as_deref().unwrap_or("never")
     );
+    let c = &report.coordination;
+    match &c.error {
+        None => println!("coordination: {} ({})", c.kind, c.store),
+        Some(e) => println!("coordination: {} ({}) UNREACHABLE: {e}", c.kind, c.store),
+    }
     for a in &report.accounts {
         let token = match (&a.expires_at, a.generation) {
             (Some(exp), Some(g)) => format!("valid until {exp} (generation {g})"),
@@ -62,6 +67,9 @@ pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
         }
         if let Some(file) = &a.failure_screenshot {
             println!("  newest failure screenshot: {}", runner.config().failures_dir().join(file).display());
+        }
+        if let Some(holder) = &a.lease_holder {
+            println!("  being logged in now by {holder}");
         }
         if a.pin_submissions_today > 0 {
             println!("  PIN submissions without a code today: {}", a.pin_submissions_today);

@@ -5,6 +5,7 @@
 //! a browser or Redis. Every problem names its key (`schedule.cron`, `accounts[0].pin`), and all problems are
 //! reported at once so a user fixes the file in one pass.
 
+mod coordination;
 mod load;
 mod market_day;
 mod ops;
@@ -54,6 +55,7 @@ pub struct Config {
     /// Problems that do not stop the program but that a human should fix (a secret other users can read): printed
     /// by `check-config` and `login`, logged by `run` at start.
     pub warnings: Vec<Problem>,
+    pub coordination: CoordinationConfig,
 }
 
 impl Config {
@@ -339,6 +341,38 @@ impl SinkConfig {
             SinkConfig::Redis { key, .. } => format!("redis:{key}"),
         }
     }
+}
+
+/// `[coordination]`: who may log an account in now, and where the generation and guard facts live.
+#[derive(Debug, Clone)]
+pub enum CoordinationConfig {
+    /// One host: a flock and the state files under `state_dir` (the default).
+    Local,
+    /// Several replicas sharing one Redis.
+    Redis(RedisCoordination),
+}
+
+impl CoordinationConfig {
+    /// How long a dead holder keeps an account (zero for `Local`: a flock dies with its process).
+    pub fn lease_ttl(&self) -> Duration {
+        match self {
+            CoordinationConfig::Local => Duration::ZERO,
+            CoordinationConfig::Redis(r) => r.lease_ttl,
+        }
+    }
+}
+
+/// `[coordination] type = "redis"`, validated.
+#[derive(Debug, Clone)]
+pub struct RedisCoordination {
+    /// `redis://` or `rediss://`, as written (it may carry a password: show it only through a redacting helper).
+    pub url: String,
+    /// Prepended to every key (`{key_prefix}{account}:lease`).
+    pub key_prefix: String,
+    /// From `password_env`/`password_file`; overrides any password in the URL.
+    pub password: Option<ClientSecret>,
+    /// How long a lease outlives its holder's last renewal.
+    pub lease_ttl: Duration,
 }
 
 // ---------------------------------------------------------------------------------------------------------------

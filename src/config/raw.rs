@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub notify: RawNotify,
     /// Where notifications go (`[[notifiers]]`, none by default).
     pub notifiers: Vec<RawNotifier>,
+    pub coordination: RawCoordination,
 }
 
 impl Default for RawConfig {
@@ -39,6 +40,7 @@ impl Default for RawConfig {
             log_format: "text".into(),
             notify: RawNotify::default(),
             notifiers: Vec::new(),
+            coordination: RawCoordination::default(),
         }
     }
 }
@@ -317,6 +319,44 @@ pub enum RawSink {
 
 fn default_redis_key() -> String {
     "upstox:token:{account}".into()
+}
+
+/// `[coordination]`: how replicas agree on who logs an account in (`type = "local" | "redis"`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RawCoordination {
+    /// One host: a flock and the state files under `state_dir`.
+    Local {},
+    /// Several replicas sharing a Redis: a lease per account, a fencing generation, shared guard facts.
+    Redis {
+        /// `redis://` or `rediss://` (TLS), optionally with user:password and a database number.
+        url: String,
+        /// Prepended to every coordination key (`{key_prefix}{account}:lease`, `…:generation`, `…:facts`).
+        #[serde(default = "default_key_prefix")]
+        key_prefix: String,
+        #[serde(default)]
+        password_env: Option<String>,
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+        /// Seconds a lease outlives its holder's last renewal (renewed every third of it while a login runs): how
+        /// long the other replicas wait after a holder died.
+        #[serde(default = "default_lease_ttl_secs")]
+        lease_ttl_secs: u64,
+    },
+}
+
+impl Default for RawCoordination {
+    fn default() -> Self {
+        RawCoordination::Local {}
+    }
+}
+
+fn default_key_prefix() -> String {
+    "upstox-relogin:".into()
+}
+
+fn default_lease_ttl_secs() -> u64 {
+    30
 }
 
 impl std::fmt::Debug for RawAccount {

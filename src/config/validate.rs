@@ -94,6 +94,7 @@ impl RawConfig {
         let log_format = ops::validate_log_format(&mut p, &self.log_format);
         let notify = ops::validate_notify(&mut p, &self.notify);
         let notifiers = ops::validate_notifiers(&mut p, &self.notifiers);
+        let coordination = super::coordination::validate(&mut p, &self.coordination);
 
         if !p.0.is_empty() {
             return Err(ConfigError::Invalid(p.0));
@@ -123,6 +124,7 @@ impl RawConfig {
             notify,
             notifiers,
             warnings: p.1,
+            coordination,
         })
     }
 

@@ -1,9 +1,9 @@
 //! The daemon's HTTP server: the router and its shared state. `/` (the status page, `page.rs`), `/healthz` (the
-//! process is up), `/readyz` (the daemon is doing its job: every account holds a valid token in every sink or is not
-//! due yet; `/readyz?strict=1`: every account holds a valid token in every sink now), `/metrics` (OpenMetrics, or the
-//! Prometheus text format 0.0.4 for `Accept: text/plain;version=0.0.4`), `/status` (the status report as JSON),
-//! `/failures/{name}` (a failure screenshot, `failures.rs`), and `POST {server.notifier_path}` (`notifier`: Upstox's
-//! webhook delivering an approved token request's token).
+//! process is up), `/readyz` (the daemon is doing its job: the coordinator answers, and every account holds a valid
+//! token in every sink or is not due yet; `/readyz?strict=1`: every account holds a valid token in every sink now),
+//! `/metrics` (OpenMetrics, or the Prometheus text format 0.0.4 for `Accept: text/plain;version=0.0.4`), `/status`
+//! (the status report as JSON), `/failures/{name}` (a failure screenshot, `failures.rs`), and
+//! `POST {server.notifier_path}` (`notifier`: Upstox's webhook delivering an approved token request's token).
 //!
 //! Handlers only read: they never start a login and never expose a token or a secret (the status report has no
 //! field that could hold one). With `server.auth_token_file` set, every route but `/healthz` needs the token
@@ -78,6 +78,18 @@ struct ReadyQuery {
 async fn readyz(State(runner): State<AppState>, Query(query): Query<ReadyQuery>) -> Response {
     let strict = query.strict.as_deref().is_some_and(|v| matches!(v, "1" | "true" | "yes" | ""));
     let report = status::report(&runner).await;
+    let c = &report.coordination;
+    if !c.reachable {
+        let why = c.error.as_deref().unwrap_or("no answer");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the {} coordinator at `{}` does not answer, so no login can start: {why}\n",
+                c.kind, c.store
+            ),
+        )
+            .into_response();
+    }
     let not_ready: Vec<String> = report
         .accounts
         .iter()
@@ -99,7 +111,7 @@ async fn readyz(State(runner): State<AppState>, Query(query): Query<ReadyQuery>)
 }
 
 async fn metrics(State(runner): State<AppState>, headers: HeaderMap) -> Response {
-    runner.refresh_state_gauges(chrono::Utc::now());
+    runner.refresh_state_gauges(chrono::Utc::now()).await;
     let format = metrics::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let body = match format {
         metrics::Format::OpenMetrics => runner.metrics().render(),

@@ -236,8 +236,15 @@ mod tests {
                 due_since: Some("2026-11-28T08:30:00+05:30".into()),
                 ready: true,
                 state_error: None,
+                lease_holder: None,
             }],
             closed_today: None,
+            coordination: crate::status::CoordinationStatus {
+                kind: "local",
+                store: "/var/lib/upstox-relogin/accounts".into(),
+                reachable: true,
+                error: None,
+            },
         }
     }
 

@@ -13,6 +13,7 @@ pub mod token_request;
 
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 
@@ -98,8 +99,9 @@ pub enum LoginEvent {
 #[error("{0}")]
 pub struct Veto(pub String);
 
-/// The caller's side of `LoginEvent`: an `Err` stops the login before the action.
-pub type Observer<'a> = dyn FnMut(LoginEvent) -> Result<(), Veto> + Send + 'a;
+/// The caller's side of `LoginEvent`: the login awaits the answer, and an `Err` stops it before the action. Async,
+/// because the caller may keep its records in a shared store (the Redis coordinator).
+pub type Observer<'a> = dyn FnMut(LoginEvent) -> BoxFuture<'a, Result<(), Veto>> + Send + 'a;
 
 /// What every login method yields: the token endpoint's answer (or its equivalent from the profile), the time each
 /// step took, and the issuer's own expiry when it stated one.

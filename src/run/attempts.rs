@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use backon::BackoffBuilder;
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
+use futures_util::future::BoxFuture;
 use tracing::{info, warn};
 
 use super::pool::RunClock;
@@ -16,6 +19,7 @@ use crate::config::{Fallback, Method};
 use crate::coordinate::Permit;
 use crate::error::error_chain;
 use crate::login::browser::{BrowserError, PageRejection};
+use crate::login::guard::Refusal;
 use crate::login::{IssuedToken, LoginContext, LoginError, LoginEvent, SendTime, Veto, guard, token_request};
 use crate::notify::Event;
 use crate::oauth::{ExchangeError, UpstoxError};
@@ -55,7 +59,7 @@ impl Runner {
         };
         // The slot is the token's validity period: from one 03:30 IST to the next.
         let slot_end = token::expiry_for(Utc::now());
-        if !permit.take_fallback(slot_end)? {
+        if !permit.take_fallback(slot_end).await? {
             warn!(slot_end = %slot_end.to_rfc3339(), "browser path failed for a page reason; the access-token request fallback was already taken in this slot");
             return Err(RunError::Login(browser));
         }
@@ -73,7 +77,7 @@ impl Runner {
         let api = self.api().map_err(|e| LoginError::TokenRequest {
             error: Box::new(token_request::TokenRequestError::Unavailable(error_chain(&e))),
         })?;
-        let known = permit.known_user_id().unwrap_or_else(|e| {
+        let known = permit.known_user_id().await.unwrap_or_else(|e| {
             warn!(error = %error_chain(&e), "cannot read the account's known user id");
             None
         });
@@ -86,7 +90,7 @@ impl Runner {
             send_time,
             browser_slot: None,
         };
-        let mut observe = |event: LoginEvent| -> Result<(), Veto> {
+        let mut observe = |event: LoginEvent| {
             if let LoginEvent::ApprovalRequested { until } = event {
                 info!(
                     until = %token::ist(until).to_rfc3339(),
@@ -94,7 +98,7 @@ impl Runner {
                 );
                 self.notifier.notify(Event::approval_requested(&account.name, token::ist(until)));
             }
-            Ok(())
+            answered(Ok(()))
         };
         let result = self.token_request.login(ctx, &mut observe).await;
         let timings = match &result {
@@ -161,7 +165,7 @@ impl Runner {
     ) -> Result<IssuedToken, RunError> {
         let day = token::ist_day(Utc::now());
         let cap = self.config.login.max_pin_submissions_per_day;
-        let (facts, last_totp_step) = permit.guard_facts()?;
+        let (facts, last_totp_step) = permit.guard_facts().await?;
         if let Err(refusal) = guard::check(&facts, day, cap) {
             self.metrics.guard_refusal(&account.name);
             return Err(RunError::Guard { account: account.name.clone(), refusal, location: permit.location() });
@@ -177,24 +181,7 @@ impl Runner {
             send_time: SendTime::Now,
             browser_slot,
         };
-        let mut observe = |event: LoginEvent| -> Result<(), Veto> {
-            let persisted = match event {
-                LoginEvent::TotpStepUsed(step) => permit.update_guard(|_, last| *last = Some(step)),
-                LoginEvent::PinSubmitting => {
-                    let (current, _) = permit.guard_facts().map_err(|e| Veto(error_chain(&e)))?;
-                    if let Err(refusal) = guard::check(&current, day, cap) {
-                        return Err(Veto(refusal.to_string()));
-                    }
-                    permit.update_guard(|g, _| {
-                        g.pin_submissions = g.pin_submissions_on(day) + 1;
-                        g.pin_day = Some(day);
-                    })
-                }
-                LoginEvent::CodeReceived => permit.update_guard(|g, _| g.pin_submissions = 0),
-                LoginEvent::ApprovalRequested { .. } => return Ok(()),
-            };
-            persisted.map(|_| ()).map_err(|e| Veto(format!("cannot persist the lockout counter: {}", error_chain(&e))))
-        };
+        let mut observe = observer(permit, day, cap);
         let result = self.browser.login(ctx, &mut observe).await;
         let timings = match &result {
             Ok(issued) => &issued.timings,
@@ -214,11 +201,71 @@ impl Runner {
                 ..
             } = error.as_ref()
         {
-            permit.update_guard(|g, _| g.pin_rejected_day = Some(day))?;
+            let Ok(_) = permit
+                .update_guard(|g, _| {
+                    g.pin_rejected_day = Some(day);
+                    Ok::<(), Infallible>(())
+                })
+                .await?;
         }
         Err(RunError::Login(failure.error))
     }
+}
 
+/// An observer's answer that needed no waiting.
+fn answered<'a>(answer: Result<(), Veto>) -> BoxFuture<'a, Result<(), Veto>> {
+    Box::pin(std::future::ready(answer))
+}
+
+/// The observer that persists what a login reports, through the permit, before the login acts: the TOTP step
+/// about to be typed; for a PIN, the guard's rule checked against the current facts and the count raised in one
+/// atomic change (so replicas sharing the facts never pass the cap together); the reset once a code arrived.
+fn observer<'p>(
+    permit: &'p Permit<'_>,
+    day: NaiveDate,
+    cap: u32,
+) -> impl FnMut(LoginEvent) -> BoxFuture<'p, Result<(), Veto>> + Send + 'p {
+    move |event| {
+        Box::pin(async move {
+            let persisted = match event {
+                LoginEvent::TotpStepUsed(step) => {
+                    permit
+                        .update_guard(|_, last| {
+                            *last = Some(step);
+                            Ok::<(), Refusal>(())
+                        })
+                        .await
+                }
+                LoginEvent::PinSubmitting => {
+                    permit
+                        .update_guard(|g, _| {
+                            guard::check(g, day, cap)?;
+                            g.pin_submissions = g.pin_submissions_on(day) + 1;
+                            g.pin_day = Some(day);
+                            Ok(())
+                        })
+                        .await
+                }
+                LoginEvent::ApprovalRequested { .. } => return Ok(()),
+                LoginEvent::CodeReceived => {
+                    permit
+                        .update_guard(|g, _| {
+                            g.pin_submissions = 0;
+                            Ok::<(), Refusal>(())
+                        })
+                        .await
+                }
+            };
+            match persisted {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(refusal)) => Err(Veto(refusal.to_string())),
+                Err(e) => Err(Veto(format!("cannot persist the lockout counter: {}", error_chain(&e)))),
+            }
+        })
+    }
+}
+
+impl Runner {
     /// Compare the local clock with the `Date` of Upstox's API and warn when they differ by more than
     /// `MAX_CLOCK_SKEW`. Never fails a login: an unreachable API is the exchange's problem.
     async fn check_clock(&self) {
@@ -271,6 +318,6 @@ mod tests {
         assert_eq!(refusal(&refused(400, invalid)), refusal(&refused(400, invalid)));
         assert_ne!(refusal(&refused(400, invalid)), refusal(&refused(401, invalid)));
         assert_eq!(refusal(&refused(503, b"<html><title>down</title></html>")), None);
-        assert_eq!(refusal(&RunError::Busy("a".into())), None);
+        assert_eq!(refusal(&RunError::Busy { account: "a".into(), holder: "`h/pid-1/x`".into() }), None);
     }
 }

@@ -14,7 +14,7 @@ impl Runner {
     /// Set every state gauge from the state files and from what the sinks hold (probed, short timeouts): once, at
     /// daemon start. The newest document counts even when expired, so expiry alerts have data overnight.
     pub async fn restore_gauges(&self) {
-        self.refresh_state_gauges(Utc::now());
+        self.refresh_state_gauges(Utc::now()).await;
         let probes = self.config.accounts.iter().map(|account| async move {
             let held = self.publisher.probe(&account.name).await;
             if let Some(doc) = held.iter().filter_map(Held::document).max_by_key(|d| d.generation) {
@@ -24,12 +24,13 @@ impl Runner {
         join_all(probes).await;
     }
 
-    /// Set the gauges kept in the state files (last success, PIN submissions without a code on `now`'s IST day).
-    /// No network: cheap enough for every scrape, which also turns the PIN count over at midnight IST.
-    pub fn refresh_state_gauges(&self, now: DateTime<Utc>) {
+    /// Set the gauges kept by the coordinator (last success, PIN submissions without a code on `now`'s IST day).
+    /// State files, or one Redis read per account: cheap enough for every scrape, which also turns the PIN count
+    /// over at midnight IST.
+    pub async fn refresh_state_gauges(&self, now: DateTime<Utc>) {
         let day = token::ist_day(now);
         for account in &self.config.accounts {
-            match self.coordinator.facts(&account.name) {
+            match self.coordinator.facts(&account.name).await {
                 Ok(facts) => {
                     if let Some(at) = facts.last_success_at {
                         self.metrics.last_success(&account.name, at.timestamp() as f64);

@@ -20,15 +20,15 @@ pub use outcome::{Outcome, RunError, Trigger, WhenValid};
 pub use verify::Verdict;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::task::TaskTracker;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::config::{Account, Config};
-use crate::coordinate::{Coordinator, Permit};
+use crate::coordinate::{Acquired, Coordinator, Permit};
 use crate::error::error_chain;
 use crate::login::StepTiming;
 use crate::login::browser::ArtifactStore;
@@ -39,12 +39,15 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::oauth::{TokenCheck, UpstoxApi};
 use crate::secret::AccessToken;
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkError};
 use crate::state::StateStore;
 use crate::token::{self, TokenDocument};
 use pool::{BrowserSlots, RunClock};
 use publish::{Publisher, freshest};
 use record::StepLog;
+
+/// How often a run waiting for another replica's lease asks again.
+const LEASE_POLL: Duration = Duration::from_millis(500);
 
 /// Everything a run needs, built once per process.
 pub struct Runner {
@@ -72,7 +75,7 @@ pub struct Runner {
 impl Runner {
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Self, RunError> {
         let publisher = Publisher::new(&config.sinks).map_err(RunError::SinkSetup)?;
-        let coordinator = Coordinator::Local(StateStore::new(&config.state_dir));
+        let coordinator = Coordinator::new(&config.coordination, StateStore::new(&config.state_dir))?;
         let browser = LoginMethod::Browser(BrowserLogin {
             browser: config.browser.clone(),
             totp_min_remaining: config.login.totp_min_remaining,
@@ -157,10 +160,23 @@ impl Runner {
     /// One run for `account`, bounded by `login.run_deadline_secs` (plus, for an account that may send a token
     /// request, the wait for 03:30 IST and `login.approval_timeout_secs`; waits for a browser slot not counted),
     /// recorded in state and metrics. A browser it started may still be tearing down when it returns (`settle`).
+    ///
+    /// When another replica holds the account (`Coordinator::waits_for_holder`), waits for it to finish first (at
+    /// most `login.run_deadline_secs` + `coordination.lease_ttl_secs`), then runs as usual: the sinks are read again
+    /// after taking the permit, so a token the holder just published is kept, not replaced.
     #[tracing::instrument(skip_all, fields(account = %account.name, %trigger))]
     pub async fn run(&self, account: &Account, when_valid: WhenValid, trigger: Trigger) -> Result<Outcome, RunError> {
-        let Some(permit) = self.coordinator.try_acquire(&account.name)? else {
-            return Err(RunError::Busy(account.name.clone()));
+        let started = Instant::now();
+        let (permit, waited_since) = match self.acquire(account).await {
+            Ok(acquired) => acquired,
+            // Held elsewhere is a skip, not an attempt.
+            Err(e @ RunError::Busy { .. }) => return Err(e),
+            // A coordinator that does not answer is a failed attempt (recorded where it can be: metrics, notifier).
+            Err(e) => {
+                let result = Err(e);
+                self.record(None, account, &result, started.elapsed()).await;
+                return result;
+            }
         };
         let started = Instant::now();
         let send_time = trigger.send_time();
@@ -169,7 +185,8 @@ impl Runner {
             deadline += token_request::longest_wait(Utc::now(), send_time, self.config.login.approval_timeout);
         }
         let clock = RunClock::new(deadline);
-        let result = match clock.bound(self.run_with(&permit, account, when_valid, send_time, &clock)).await {
+        let work = self.run_with(&permit, account, when_valid, send_time, &clock, waited_since);
+        let result = match clock.bound(work).await {
             Some(r) => r,
             None => Err(RunError::Deadline(deadline)),
         };
@@ -179,10 +196,42 @@ impl Runner {
             }
             _ => self.metrics.step_duration(Step::Total.as_str(), started.elapsed().as_secs_f64()),
         }
-        self.record(account, &result, started.elapsed());
+        self.record(Some(&permit), account, &result, started.elapsed()).await;
+        permit.release().await;
         result
     }
 
+    /// The coordinator's permit; with replicas, after waiting for another holder to finish. Returns when the wait
+    /// began, if there was one.
+    async fn acquire(&self, account: &Account) -> Result<(Permit<'_>, Option<DateTime<Utc>>), RunError> {
+        let give_up = Instant::now() + self.config.login.run_deadline + self.config.coordination.lease_ttl();
+        let mut waited_since = None;
+        loop {
+            let acquired = self.coordinator.try_acquire(&account.name).await;
+            self.metrics.coordination_up(acquired.is_ok());
+            let holder = match acquired? {
+                Acquired::Permit(permit) => {
+                    if waited_since.is_some() {
+                        info!("lease free now; reading the sinks again");
+                    }
+                    return Ok((permit, waited_since));
+                }
+                Acquired::Held { holder } => holder,
+            };
+            if !self.coordinator.waits_for_holder() || Instant::now() >= give_up {
+                return Err(RunError::Busy { account: account.name.clone(), holder });
+            }
+            if waited_since.is_none() {
+                self.metrics.lease_wait(&account.name);
+                info!(%holder, "another replica is logging this account in; waiting for it to finish");
+                waited_since = Some(Utc::now());
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    /// `waited_since`: when this run began waiting for another holder; a token issued since then is as fresh as
+    /// the one a forced login would get, so it is kept even with `WhenValid::LogIn`.
     async fn run_with(
         &self,
         permit: &Permit<'_>,
@@ -190,10 +239,12 @@ impl Runner {
         when_valid: WhenValid,
         send_time: SendTime,
         clock: &RunClock,
+        waited_since: Option<DateTime<Utc>>,
     ) -> Result<Outcome, RunError> {
         let held = self.publisher.read(&account.name).await;
         let best = freshest(&held, Utc::now()).cloned();
-        if let Some(doc) = best.filter(|_| when_valid == WhenValid::Skip) {
+        let issued_while_waiting = |doc: &TokenDocument| waited_since.is_some_and(|t| doc.issued_at >= token::ist(t));
+        if let Some(doc) = best.filter(|d| when_valid == WhenValid::Skip || issued_while_waiting(d)) {
             match self.api()?.check_token(&AccessToken::new(doc.access_token.clone())).await {
                 TokenCheck::Valid(_) => return self.keep(account, doc, &held, None).await,
                 TokenCheck::Invalid(e) => info!(reason = %e, "Upstox says the published token is invalid; logging in"),
@@ -215,7 +266,10 @@ impl Runner {
                 warn!(%sink, error = %error_chain(e), "sink not ready; logging in for the sinks that are (this one is tried again when publishing)");
             }
         }
+        // Allocated before the login, while the permit is surely held: a run that loses its lease during the login
+        // publishes with a generation below the next holder's, and generation-checking sinks refuse it.
         let max_seen = held.iter().flatten().map(|d| d.generation).max().unwrap_or(0);
+        let generation = permit.next_generation(max_seen).await?;
         let attempts = self.obtain(permit, account, send_time, clock).await?;
         let publish_started = Instant::now();
         let issued = Utc::now();
@@ -237,10 +291,10 @@ impl Runner {
             products: response.products.or(profile.products).unwrap_or_default(),
             issued_at: token::ist(issued),
             expires_at: document_expiry(issued, attempts.issued.expires_at),
-            generation: permit.next_generation(max_seen)?,
+            generation,
         };
         // Whose token this is, as Upstox said: a token later delivered to the notifier webhook must be this user's.
-        if let Err(e) = permit.remember_user_id(&doc.user_id) {
+        if let Err(e) = permit.remember_user_id(&doc.user_id).await {
             warn!(error = %error_chain(&e), "could not remember the account's user id");
         }
         self.publish(&doc, self.publisher.sinks().iter().collect()).await?;
@@ -293,7 +347,19 @@ impl Runner {
 
     async fn publish(&self, doc: &TokenDocument, targets: Vec<&Sink>) -> Result<(), RunError> {
         let failures = self.publisher.publish(doc, targets, &self.metrics).await;
-        if failures.is_empty() { Ok(()) } else { Err(RunError::Publish { generation: doc.generation, failures }) }
+        let newer = failures.iter().map(|(_, e)| match e {
+            SinkError::Fenced { held, .. } => Some(*held),
+            _ => None,
+        });
+        match newer.collect::<Option<Vec<u64>>>() {
+            _ if failures.is_empty() => Ok(()),
+            Some(held) => Err(RunError::Superseded {
+                generation: doc.generation,
+                held: held.into_iter().max().unwrap_or_default(),
+                sinks: failures.into_iter().map(|(s, _)| s).collect(),
+            }),
+            None => Err(RunError::Publish { generation: doc.generation, failures }),
+        }
     }
 }
 

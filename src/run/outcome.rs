@@ -117,8 +117,9 @@ impl std::fmt::Display for Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("another process is logging in account `{0}` right now (lock `{0}.lock` under state_dir/accounts)")]
-    Busy(String),
+    /// Someone else holds the account: skipped for this run (not a failure of this replica's).
+    #[error("account `{account}` is being logged in by {holder}; skipped")]
+    Busy { account: String, holder: String },
     #[error("lockout guard: account `{account}`: {refusal}{}", guard_hint(refusal, location))]
     Guard { account: String, refusal: Refusal, location: String },
     #[error(transparent)]
@@ -127,6 +128,13 @@ pub enum RunError {
     Fallback { browser: LoginError, request: LoginError },
     #[error("the new token (generation {generation}) did not reach every sink: {}", .failures.iter().map(|(s, e)| format!("`{s}`: {}", error_chain(e))).collect::<Vec<_>>().join("; "))]
     Publish { generation: u64, failures: Vec<(String, SinkError)> },
+    /// Every sink that refused the document holds a newer generation: a replica that took the lease after this
+    /// run lost it has published. Its token stays; this one is dropped.
+    #[error(
+        "the new token (generation {generation}) was not published: {} already hold(s) generation {held} from a later lease (this run lost its lease); the newer token stays",
+        .sinks.join(", ")
+    )]
+    Superseded { generation: u64, held: u64, sinks: Vec<String> },
     #[error("cannot set up a sink")]
     SinkSetup(#[source] SinkError),
     #[error("no login attempted (no browser started): {} not ready: {}", if .failures.len() == 1 { "the sink is" } else { "no sink is" }, .failures.iter().map(|(s, e)| format!("`{s}`: {}", error_chain(e))).collect::<Vec<_>>().join("; "))]
@@ -158,14 +166,16 @@ impl RunError {
     /// The class of this failure, for the status page, notifications and the attempt history.
     pub fn class(&self) -> FailureClass {
         match self {
-            RunError::Busy(_) => FailureClass::Busy,
+            RunError::Busy { .. } => FailureClass::Busy,
+            RunError::Superseded { .. } => FailureClass::Superseded,
+            RunError::Coordination(_) => FailureClass::Coordination,
             RunError::Guard { .. } => FailureClass::Guard,
             RunError::Login(error) => login_class(error),
             // The run ended without a token because the request failed too; the browser's reason is in the message.
             RunError::Fallback { request, .. } => login_class(request),
             RunError::Publish { .. } => FailureClass::Publish,
             RunError::Deadline(_) => FailureClass::Deadline,
-            RunError::SinkSetup(_) | RunError::Coordination(_) | RunError::Http(_) => FailureClass::Setup,
+            RunError::SinkSetup(_) | RunError::Http(_) => FailureClass::Setup,
             RunError::Preflight { .. } => FailureClass::Publish,
             RunError::NewTokenRejected(_) => FailureClass::ExchangeRefused,
             RunError::Repeated(inner) => inner.class(),
@@ -194,7 +204,14 @@ impl RunError {
                 "Upstox rejects the tokens it issues for this account: check the app and the account in Upstox's developer console; the previous token stays published".into(),
             ),
             RunError::Repeated(inner) => inner.fix(),
-            RunError::Busy(_) | RunError::SinkSetup(_) | RunError::Coordination(_) | RunError::Http(_) => None,
+            RunError::Coordination(CoordinationError::Unavailable { .. }) => Some(
+                "start the coordination store (Redis) or correct `coordination.url`; the next run tries again".into(),
+            ),
+            RunError::Busy { .. }
+            | RunError::Superseded { .. }
+            | RunError::SinkSetup(_)
+            | RunError::Coordination(_)
+            | RunError::Http(_) => None,
         }
     }
 
@@ -204,7 +221,8 @@ impl RunError {
             RunError::Login(error) => error.is_permanent(),
             RunError::Fallback { .. } => true,
             RunError::Guard { .. }
-            | RunError::Busy(_)
+            | RunError::Busy { .. }
+            | RunError::Superseded { .. }
             | RunError::Coordination(_)
             | RunError::Http(_)
             | RunError::SinkSetup(_)

@@ -58,7 +58,9 @@ impl Publisher {
         join_all(reads).await
     }
 
-    /// Publish `doc` to `targets` concurrently, each retried with backoff. Returns the sinks that still failed.
+    /// Publish `doc` to `targets` concurrently, each retried with backoff while the failure is transient (a fenced
+    /// write is refused for good: logged, counted in `fenced_writes_total`, never retried). Returns the sinks that
+    /// still failed.
     pub async fn publish(
         &self,
         doc: &TokenDocument,
@@ -70,13 +72,19 @@ impl Publisher {
                 backon::ExponentialBuilder::default().with_min_delay(SINK_FIRST_BACKOFF).with_max_times(SINK_RETRIES);
             let result = (|| sink.publish(doc))
                 .retry(retries)
+                .when(SinkError::is_transient)
                 .notify(|e, pause| {
                     metrics.sink_failure(&sink.label());
                     warn!(sink = %sink.label(), error = %error_chain(e), retry_in_ms = pause.as_millis() as u64, "sink write failed");
                 })
                 .await;
             result.map_err(|e| {
-                metrics.sink_failure(&sink.label());
+                if let SinkError::Fenced { .. } = e {
+                    metrics.fenced_write(&sink.label());
+                    warn!(sink = %sink.label(), error = %error_chain(&e), "sink write refused (fenced); not retried");
+                } else {
+                    metrics.sink_failure(&sink.label());
+                }
                 (sink.label(), e)
             })
         });

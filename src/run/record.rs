@@ -11,6 +11,7 @@ use tracing::warn;
 
 use super::{Outcome, RunError, Runner};
 use crate::config::{Account, Config, SinkConfig};
+use crate::coordinate::Permit;
 use crate::error::error_chain;
 use crate::login::StepTiming;
 use crate::notify::Event;
@@ -64,8 +65,15 @@ pub(super) fn secrets(config: &Config) -> Vec<String> {
 }
 
 impl Runner {
-    /// Record how `account`'s run ended (state, metrics) and notify when it is worth it.
-    pub(super) fn record(&self, account: &Account, result: &Result<Outcome, RunError>, took: Duration) {
+    /// Record how `account`'s run ended (through `permit`, when the run got one; metrics) and notify when it is
+    /// worth it.
+    pub(super) async fn record(
+        &self,
+        permit: Option<&Permit<'_>>,
+        account: &Account,
+        result: &Result<Outcome, RunError>,
+        took: Duration,
+    ) {
         let (label, error, class) = match result {
             Ok(Outcome::LoggedIn { .. }) => (AttemptResult::Success, None, None),
             // A token Upstox gave no verdict on was kept: the run did not log in.
@@ -74,7 +82,7 @@ impl Runner {
             Err(e) => (AttemptResult::Failed, Some(error_chain(e)), Some(e.class())),
         };
         self.metrics.attempt(&account.name, label.as_str());
-        let previous = self.coordinator.facts(&account.name).ok().and_then(|s| s.last_attempt);
+        let previous = self.coordinator.facts(&account.name).await.ok().and_then(|s| s.last_attempt);
         let now = token::ist(Utc::now());
         let success_at = (label == AttemptResult::Success).then_some(now);
         let steps = self.step_log.take(&account.name);
@@ -87,7 +95,9 @@ impl Runner {
                 .collect(),
             ..Attempt::new(now, label, error)
         };
-        if let Err(e) = self.coordinator.record_attempt(&account.name, attempt, success_at) {
+        if let Some(permit) = permit
+            && let Err(e) = permit.record_attempt(attempt, success_at).await
+        {
             warn!(error = %error_chain(&e), "could not record the attempt");
         }
         if let Some(event) = worth_telling(&account.name, result, previous.as_ref()) {
@@ -104,7 +114,8 @@ fn worth_telling(account: &str, result: &Result<Outcome, RunError>, previous: Op
         Ok(outcome) if previous.is_some_and(|p| p.result == AttemptResult::Failed) => {
             Some(Event::login_recovered(account, outcome.to_string()))
         }
-        Ok(_) | Err(RunError::Busy(_)) => None,
+        // Another replica holds the account, or published a newer token than this run's: nothing went wrong.
+        Ok(_) | Err(RunError::Busy { .. } | RunError::Superseded { .. }) => None,
         Err(e) if e.class() == FailureClass::Guard => Some(Event::guard_refused(account, error_chain(e), e.fix())),
         Err(e) => Some(Event::login_failed(account, e.class(), error_chain(e), e.fix())),
     }
@@ -132,7 +143,8 @@ mod tests {
         assert_eq!(kind(&skipped(), Some(AttemptResult::Failed)), Some(EventKind::LoginRecovered));
         assert_eq!(kind(&skipped(), Some(AttemptResult::Success)), None);
         assert_eq!(kind(&skipped(), None), None);
-        assert_eq!(kind(&Err(RunError::Busy("primary".into())), Some(AttemptResult::Success)), None);
+        let busy = RunError::Busy { account: "primary".into(), holder: "`h/pid-1/x`".into() };
+        assert_eq!(kind(&Err(busy), Some(AttemptResult::Success)), None);
 
         let deadline = Err(RunError::Deadline(std::time::Duration::from_secs(600)));
         let event = worth_telling("primary", &deadline, None).unwrap();

@@ -3,7 +3,8 @@
 //! Readers never see a torn or empty file: the new bytes go to a temporary file in the same directory, which is
 //! fsynced and renamed over the target (a symlink at the target is replaced, never written through), and then the
 //! directory is fsynced. A failure leaves the previous file untouched. Directories it has to create are 0700
-//! whatever the umask (0750 with the sink's group when that group may read the file).
+//! whatever the umask (0750 with the sink's group when that group may read the file). A document of the same or
+//! a higher generation is never replaced (`SinkError::Fenced`).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -35,11 +36,26 @@ impl FileSink {
         PathBuf::from(expand(&self.template, account))
     }
 
+    /// Replace the file with `doc`, unless it holds a document of the same or a higher generation
+    /// (`SinkError::Fenced`; the same bytes count as written). The check and the rename are not one atomic step:
+    /// only the lease keeps two writers apart, the check stops a replica that woke up after losing it.
     pub async fn publish(&self, doc: &TokenDocument) -> Result<(), SinkError> {
         let path = self.path_for(&doc.account);
         let bytes = doc.to_bytes();
         let access = self.access;
+        let generation = doc.generation;
         tokio::task::spawn_blocking(move || {
+            if let Ok(held) = std::fs::read(&path) {
+                if held == bytes {
+                    return Ok(());
+                }
+                if let Ok(held) = serde_json::from_slice::<TokenDocument>(&held)
+                    && held.generation >= generation
+                {
+                    let what = path.display().to_string();
+                    return Err(SinkError::Fenced { what, offered: generation, held: held.generation });
+                }
+            }
             write_with_access(&path, &bytes, access).map_err(|source| SinkError::Write { path, source })
         })
         .await
@@ -186,6 +202,38 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
         assert!(!std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink());
+    }
+
+    fn doc(generation: u64, token: &str) -> TokenDocument {
+        let now = chrono::Utc::now();
+        TokenDocument {
+            account: "a".into(),
+            access_token: token.into(),
+            extended_token: None,
+            token_type: "Bearer".into(),
+            user_id: "U".into(),
+            user_name: "N".into(),
+            email: "e@x".into(),
+            exchanges: vec![],
+            products: vec![],
+            issued_at: crate::token::ist(now),
+            expires_at: crate::token::expiry_for(now),
+            generation,
+        }
+    }
+
+    #[tokio::test]
+    async fn never_goes_back_in_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(&format!("{}/{{account}}.json", dir.path().display()));
+        sink.publish(&doc(7, "seven")).await.unwrap();
+        sink.publish(&doc(7, "seven")).await.expect("the same bytes again count as written");
+        let refused = sink.publish(&doc(6, "six")).await.unwrap_err();
+        assert!(matches!(refused, SinkError::Fenced { offered: 6, held: 7, .. }), "{refused}");
+        assert!(!refused.is_transient());
+        assert!(matches!(sink.publish(&doc(7, "other")).await, Err(SinkError::Fenced { .. })));
+        sink.publish(&doc(8, "eight")).await.unwrap();
+        assert_eq!(sink.read("a").await.unwrap().unwrap().access_token, "eight");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Where token documents are published: a closed set of sinks (file, Redis), dispatched with `match`.
 //!
 //! A sink writes the exact bytes of `TokenDocument::to_bytes` and can read back what it holds (to skip a login
-//! whose token is still valid, and for `status`). Sinks never touch the browser or the Upstox API, and a failed
+//! whose token is still valid, and for `status`). A sink never goes back in generation: a document is refused
+//! (`SinkError::Fenced`) where one of the same or a higher generation is held (atomically in Redis; checked just
+//! before the rename for files). Sinks never touch the browser or the Upstox API, and a failed
 //! write never damages what a sink held before.
 
 mod file;
@@ -43,6 +45,19 @@ pub enum SinkError {
         #[source]
         source: serde_json::Error,
     },
+    /// The sink holds a document of the same or a higher generation: a replica that took the lease later has
+    /// published. Refused for good, never retried.
+    #[error(
+        "`{what}` holds generation {held}, not older than this document's {offered}: not replaced (fenced; a later lease published it)"
+    )]
+    Fenced { what: String, offered: u64, held: u64 },
+}
+
+impl SinkError {
+    /// Another try of the same write could succeed (I/O and connection trouble); `false` for a fenced write.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, SinkError::Fenced { .. } | SinkError::Corrupt { .. })
+    }
 }
 
 /// One configured sink: its configuration (for its label) and the backend that does the I/O.

@@ -1,28 +1,39 @@
-//! The Redis sink: `SET key <document> EXAT <expires_at>`, then `PUBLISH channel <document>` when a channel is set.
+//! The Redis sink: one Lua script compares the stored document's `generation` with the new one's, and only when the
+//! stored one is lower (or there is none) does `SET key <document> EXAT <expires_at>`, then `PUBLISH channel
+//! <document>` when a channel is set. A replica that woke up after its lease expired therefore cannot replace a
+//! newer token (fencing): its write is refused with `SinkError::Fenced`, which is not retried.
 //!
-//! The connection is made lazily on the first publish or read (Redis being down at start must not stop anything)
-//! and dropped after any error, so the next call reconnects. Passwords come from the URL or from
-//! `password_env`/`password_file`, and never appear in messages: the URL is shown without its credentials.
-
-use std::time::Duration;
+//! The connection is lazy and re-made after an error (`redis_link`). Passwords come from the URL or from
+//! `password_env`/`password_file`, and never appear in messages.
 
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
-use tokio::sync::Mutex;
 
 use super::{SinkError, expand, parse_document};
+use crate::redis_link::RedisLink;
 use crate::secret::ClientSecret;
 use crate::token::TokenDocument;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// KEYS[1] the document's key; ARGV: document, its generation, EXAT unix seconds, channel ('' for none).
+/// Returns {1, 1} written, {1, 0} the same bytes were already there (a retried write), {0, held} refused: the key
+/// holds generation `held` >= ours. Anything stored that is not a document with a numeric generation is replaced.
+const FENCED_SET: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then
+  if held == ARGV[1] then return {1, 0} end
+  local ok, doc = pcall(cjson.decode, held)
+  if ok and type(doc) == 'table' and type(doc.generation) == 'number' and doc.generation >= tonumber(ARGV[2]) then
+    return {0, doc.generation}
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[3])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[1]) end
+return {1, 1}
+";
 
 pub struct RedisSink {
-    client: redis::Client,
-    display_url: String,
+    link: RedisLink,
     key: String,
     channel: Option<String>,
-    connection: Mutex<Option<MultiplexedConnection>>,
 }
 
 impl RedisSink {
@@ -32,15 +43,12 @@ impl RedisSink {
         channel: Option<String>,
         password: Option<ClientSecret>,
     ) -> Result<Self, SinkError> {
-        let display_url = redact_url(url);
-        let redis_error = |source| SinkError::Redis { url: display_url.clone(), key: key.to_owned(), source };
-        let mut info = redis::IntoConnectionInfo::into_connection_info(url).map_err(redis_error)?;
-        if let Some(password) = password {
-            let settings = info.redis_settings().clone().set_password(password.expose());
-            info = info.set_redis_settings(settings);
-        }
-        let client = redis::Client::open(info).map_err(redis_error)?;
-        Ok(Self { client, display_url, key: key.to_owned(), channel, connection: Mutex::new(None) })
+        let link = RedisLink::new(url, password.as_ref()).map_err(|source| SinkError::Redis {
+            url: crate::redis_link::redact_url(url),
+            key: key.to_owned(),
+            source,
+        })?;
+        Ok(Self { link, key: key.to_owned(), channel })
     }
 
     pub fn key_for(&self, account: &str) -> String {
@@ -48,97 +56,65 @@ impl RedisSink {
     }
 
     pub fn url_for_display(&self) -> &str {
-        &self.display_url
+        self.link.display_url()
     }
 
     fn error(&self, account: &str, source: redis::RedisError) -> SinkError {
-        SinkError::Redis { url: self.display_url.clone(), key: self.key_for(account), source }
+        SinkError::Redis { url: self.url_for_display().to_owned(), key: self.key_for(account), source }
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, redis::RedisError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
-    async fn forget_connection(&self) {
-        *self.connection.lock().await = None;
-    }
-
+    /// Write `doc` unless the key holds a document of the same or a higher generation (`SinkError::Fenced`; the
+    /// same bytes count as written).
     pub async fn publish(&self, doc: &TokenDocument) -> Result<(), SinkError> {
-        let result = self.try_publish(doc).await;
-        if result.is_err() {
-            self.forget_connection().await;
-        }
-        result.map_err(|e| self.error(&doc.account, e))
-    }
-
-    async fn try_publish(&self, doc: &TokenDocument) -> Result<(), redis::RedisError> {
-        let mut conn = self.connection().await?;
-        let bytes = doc.to_bytes();
         let key = self.key_for(&doc.account);
+        let bytes = doc.to_bytes();
         let expires = u64::try_from(doc.expires_at_unix()).unwrap_or(0);
-        let options = redis::SetOptions::default().with_expiration(redis::SetExpiry::EXAT(expires));
-        let () = conn.set_options(&key, &bytes, options).await?;
-        if let Some(channel) = &self.channel {
-            let _receivers: i64 = conn.publish(channel, &bytes).await?;
+        let channel = self.channel.as_deref().unwrap_or("");
+        let (written, held): (u8, u64) = self
+            .link
+            .run(|mut conn| async move {
+                redis::cmd("EVAL")
+                    .arg(FENCED_SET)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(&bytes)
+                    .arg(doc.generation)
+                    .arg(expires)
+                    .arg(channel)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await
+            .map_err(|e| self.error(&doc.account, e))?;
+        if written == 1 {
+            Ok(())
+        } else {
+            Err(SinkError::Fenced {
+                what: format!("redis key {}", self.key_for(&doc.account)),
+                offered: doc.generation,
+                held,
+            })
         }
-        Ok(())
     }
 
     /// Connect (with the configured credentials) and PING.
     pub async fn preflight(&self, account: &str) -> Result<(), SinkError> {
         let result: Result<String, _> =
-            async { redis::cmd("PING").query_async(&mut self.connection().await?).await }.await;
-        if result.is_err() {
-            self.forget_connection().await;
-        }
+            self.link.run(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await }).await;
         result.map(drop).map_err(|e| self.error(account, e))
     }
 
     pub async fn read(&self, account: &str) -> Result<Option<TokenDocument>, SinkError> {
-        let result: Result<Option<Vec<u8>>, _> =
-            async { self.connection().await?.get(self.key_for(account)).await }.await;
-        match result {
-            Ok(Some(bytes)) => parse_document(format!("redis key {}", self.key_for(account)), &bytes).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => {
-                self.forget_connection().await;
-                Err(self.error(account, e))
-            }
-        }
-    }
-}
-
-/// The URL with any password replaced by `***`, for messages.
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "<unparseable redis url>".into(),
+        let key = self.key_for(account);
+        let bytes: Option<Vec<u8>> =
+            self.link.run(|mut conn| async move { conn.get(key).await }).await.map_err(|e| self.error(account, e))?;
+        bytes.map(|b| parse_document(format!("redis key {}", self.key_for(account)), &b)).transpose()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn password_never_shown() {
-        assert_eq!(redact_url("redis://user:hunter2@127.0.0.1:6379/0"), "redis://user:***@127.0.0.1:6379/0");
-        assert_eq!(redact_url("rediss://redis.example:6380"), "rediss://redis.example:6380");
-    }
 
     #[test]
     fn construction_makes_no_connection() {

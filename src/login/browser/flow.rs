@@ -140,6 +140,7 @@ impl Run<'_> {
                     type_fresh(&input, step.step, self.inputs.credentials.pin.expose()).await?;
                     let button = self.wait_for_enabled(step).await?;
                     observe(LoginEvent::PinSubmitting)
+                        .await
                         .map_err(|veto| BrowserError::Vetoed { step: Step::Pin, reason: veto.0 })?;
                     button.click().await.map_err(failed(step.step, "click"))?;
                 }
@@ -156,7 +157,7 @@ impl Run<'_> {
         }
         let code = self.wait_for_redirect().await?;
         // Before anything else can fail: the PIN ended with a code, so it no longer counts towards a lockout.
-        if let Err(veto) = observe(LoginEvent::CodeReceived) {
+        if let Err(veto) = observe(LoginEvent::CodeReceived).await {
             tracing::warn!(account = self.inputs.account, reason = %veto, "could not record that the PIN ended with a code");
         }
         record(&mut self.timings, self.inputs.account, Step::Pin, step_started);
@@ -219,6 +220,7 @@ impl Run<'_> {
             match totp::plan(now, self.settings.totp_min_remaining.as_secs(), *last_used) {
                 TotpPlan::UseNow { step } => {
                     observe(LoginEvent::TotpStepUsed(step))
+                        .await
                         .map_err(|veto| BrowserError::Vetoed { step: Step::Otp, reason: veto.0 })?;
                     *last_used = Some(step);
                     return Ok(self.inputs.totp.code_at(step * totp::STEP_SECS));

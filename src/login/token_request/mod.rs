@@ -163,7 +163,7 @@ impl TokenRequestLogin {
         let give_up =
             until.min(Utc::now() + chrono::Duration::from_std(self.approval_timeout).unwrap_or(chrono::Duration::MAX));
         // The observer hears of it before we wait: the run logs (and may notify) what to approve and until when.
-        if let Err(veto) = observe(LoginEvent::ApprovalRequested { until: give_up }) {
+        if let Err(veto) = observe(LoginEvent::ApprovalRequested { until: give_up }).await {
             warn!(account = %account.name, reason = %veto, "could not report the approval awaited; waiting anyway");
         }
         let mut timings = Vec::new();
