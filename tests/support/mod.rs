@@ -552,3 +552,67 @@ pub fn make_private_to_someone_else(path: &Path) {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).unwrap();
     }
 }
+
+/// The real binary as a long-lived child (a `run` daemon, or a `login` to be signalled mid-way) with its stderr in
+/// a file that can be read while it runs. Stopped (SIGCONT, then SIGTERM, then SIGKILL) when dropped.
+pub struct Process {
+    pub child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Spawn `args` with `rig`'s TMPDIR and `env`; stderr goes to `{rig}/{name}.log`.
+    pub fn spawn(rig: &Rig, config: &Path, args: &[&str], env: &[(&str, &str)], name: &str) -> Process {
+        let log = rig.path(&format!("{name}.log"));
+        let mut cmd = rig.command(config, args, env);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(std::fs::File::create(&log).expect("log file")));
+        Process { child: cmd.spawn().expect("binary starts"), log }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("still running") as i32
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// Wait for the exit code, at most `timeout`.
+    pub async fn exit_code(&mut self, timeout: Duration) -> i32 {
+        let status = tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("no exit within {timeout:?}; stderr so far:\n{}", self.log()))
+            .expect("wait");
+        status.code().unwrap_or(-1)
+    }
+
+    /// SIGTERM, then the exit code.
+    pub async fn terminate(&mut self) -> i32 {
+        self.signal(libc::SIGTERM);
+        self.exit_code(Duration::from_secs(15)).await
+    }
+}
+
+impl Drop for Process {
+    /// A failed assertion must not leave a browser behind: wake it if stopped, ask for a clean stop (SIGTERM lets
+    /// it tear its browser down), then `kill_on_drop` finishes the job.
+    fn drop(&mut self) {
+        let Some(pid) = self.child.id() else { return };
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGCONT);
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::yield_now();
+        }
+    }
+}
