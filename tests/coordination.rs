@@ -108,7 +108,7 @@ async fn generations_rise_across_holders_and_a_lost_lease_changes_nothing() {
     let () = conn.del("t:acct:lease").unwrap();
     let lost = |r: Result<_, CoordinationError>| matches!(r, Err(CoordinationError::LeaseLost { .. }));
     assert!(lost(p.next_generation(0).await.map(|_| ())));
-    assert!(lost(p.update_guard(|_, step| Ok::<(), ()>(*step = Some(1))).await.map(|_| ())));
+    assert!(lost(p.update_guard(remember_totp_step).await.map(|_| ())));
     let attempt = Attempt::new(upstox_relogin::token::ist(chrono::Utc::now()), AttemptResult::Failed, None);
     assert!(lost(p.record_attempt(attempt, None).await));
     let facts = a.facts("acct").await.unwrap();
@@ -122,6 +122,11 @@ fn count_pin_under_cap_of_one(g: &mut GuardFacts, _: &mut Option<u64>) -> Result
         return Err("cap");
     }
     g.pin_submissions += 1;
+    Ok(())
+}
+
+fn remember_totp_step(_: &mut GuardFacts, step: &mut Option<u64>) -> Result<(), &'static str> {
+    *step = Some(1);
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use redis::Commands;
@@ -37,7 +37,7 @@ fn replica_env(rig: &Rig, name: &str) -> Vec<(&'static str, String)> {
     vec![("UPSTOX_RELOGIN_STATE_DIR", rig.path(&format!("state-{name}")).display().to_string())]
 }
 
-fn spawn(rig: &Rig, config: &PathBuf, args: &[&str], env: &[(&'static str, String)], name: &str) -> Process {
+fn spawn(rig: &Rig, config: &Path, args: &[&str], env: &[(&'static str, String)], name: &str) -> Process {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Process::spawn(rig, config, args, &env, name)
 }
@@ -58,7 +58,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(rig: &Rig, config: &PathBuf, name: &str) -> Daemon {
+    fn start(rig: &Rig, config: &Path, name: &str) -> Daemon {
         let port = free_port();
         let mut env = replica_env(rig, name);
         env.push(("UPSTOX_RELOGIN_SERVER__LISTEN", format!("127.0.0.1:{port}")));
@@ -118,6 +118,13 @@ async fn three_daemons_started_together_log_in_once_and_once_more_after_the_toke
         assert!(!body.contains(first["access_token"].as_str().unwrap()), "no token in /status");
     }
     assert!(success_times.windows(2).all(|w| w[0] == w[1]), "{success_times:?}");
+    // So does the status command on a host that never ran (an empty state_dir of its own).
+    let env = replica_env(&rig, "elsewhere");
+    let status = rig.cli_env(&config, &["status", "--json"], &[(env[0].0, env[0].1.as_str())]).await;
+    status.assert_code(0);
+    let json: Value = serde_json::from_str(&status.stdout()).unwrap();
+    assert_eq!(json["accounts"][0]["last_success_at"].as_str(), Some(success_times[0].as_str()));
+    assert_eq!(json["accounts"][0]["generation"], first["generation"]);
 
     for mut d in daemons {
         assert_eq!(d.process.terminate().await, 0, "{}", d.process.log());

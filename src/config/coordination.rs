@@ -84,6 +84,26 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_documents_every_coordination_key() {
+        use figment::providers::{Format, Toml};
+        let example = include_str!("../../config.toml.example");
+        let raw: crate::config::RawConfig = figment::Figment::from(Toml::string(example)).extract().unwrap();
+        assert!(matches!(raw.coordination, crate::config::raw::RawCoordination::Local {}));
+        // Uncommenting the redis lines gives a valid redis coordinator.
+        let section = &example[example.find("[coordination]").unwrap()..];
+        let redis: String = section
+            .lines()
+            .map(|l| l.strip_prefix("# ").filter(|l| !l.starts_with(' ')).unwrap_or(l))
+            .map(|l| if l.starts_with("type = ") { "type = \"redis\"" } else { l })
+            .filter(|l| !l.starts_with("password_env"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = load_str(&format!("{BASE}\n{redis}")).unwrap();
+        let CoordinationConfig::Redis(r) = c.coordination else { panic!("expected redis from:\n{redis}") };
+        assert_eq!((r.key_prefix.as_str(), r.lease_ttl.as_secs()), ("upstox-relogin:", 30));
+    }
+
+    #[test]
     fn a_local_coordinator_takes_no_redis_keys() {
         let msg = load_str(&format!("{BASE}\n[coordination]\ntype = \"local\"\nurl = \"redis://r\"")).unwrap_err();
         assert!(msg.to_string().contains("unknown field"), "{msg}");

@@ -1,5 +1,6 @@
-//! One account's run: take the coordinator's permit → keep a still-valid published token (copying it where it is
-//! missing) → otherwise log in (guarded, retried: `attempts`) → allocate the generation → publish to every sink.
+//! One account's run: take the coordinator's permit (with replicas, after waiting for another holder) → read the
+//! sinks and keep a still-valid published token (copying it where it is missing) → otherwise allocate the
+//! generation, log in (guarded, retried: `attempts`) and publish to every sink → record → release the permit.
 //!
 //! Invariants kept here: a failed run never touches what the sinks hold; a document is built only from a token
 //! that a login method issued; one run per account at a time (the permit); every run has a deadline and is
