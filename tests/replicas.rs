@@ -15,7 +15,7 @@ use support::{Process, RedisServer, Rig, free_port, http_get, toml_set, wait_for
 use upstox_relogin::simulator::Faults;
 
 /// Lease TTL for these tests: short, so that taking over a dead or stalled holder is quick.
-const LEASE_TTL_SECS: u64 = 2;
+const LEASE_TTL_SECS: u64 = 3;
 const TOKEN_KEY: &str = "upstox:token:primary";
 
 /// One config for every replica: coordination and the only sink in `redis`, then `extra` tables.
@@ -49,6 +49,19 @@ fn redis_conn(redis: &RedisServer) -> redis::Connection {
 fn redis_json(redis: &RedisServer, key: &str) -> Option<Value> {
     let text: Option<String> = redis_conn(redis).get(key).unwrap();
     text.map(|t| serde_json::from_str(&t).expect("JSON"))
+}
+
+/// Until the simulator counted `p`'s PIN (it then waits for `Faults::pin_delay_ms`); fails with `p`'s log if `p`
+/// exits first or takes more than 90 s (a login on a loaded 2-core machine, with a TOTP window wait).
+async fn wait_for_pin(p: &mut Process, sim: &upstox_relogin::simulator::Simulator) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while sim.journal().pin_submissions == 0 {
+        let exited = p.child.try_wait().ok().flatten();
+        assert!(exited.is_none(), "the holder exited ({exited:?}) before its PIN:\n{}", p.log());
+        assert!(Instant::now() < deadline, "no PIN from the holder within 90 s:\n{}", p.log());
+        tick.tick().await;
+    }
 }
 
 /// A `run` daemon on its own port with its own `state_dir`.
@@ -90,17 +103,21 @@ async fn three_daemons_started_together_log_in_once_and_once_more_after_the_toke
     let names = ["a", "b", "c"];
 
     let daemons: Vec<Daemon> = names.iter().map(|n| Daemon::start(&rig, &config, n)).collect();
+    // And a `login` on a fourth host at the same moment: whoever holds the lease, it ends with a valid token.
+    let mut login = spawn(&rig, &config, &["login"], &replica_env(&rig, "d"), "d");
     for d in &daemons {
         d.wait_ready(Duration::from_secs(90)).await;
     }
+    assert_eq!(login.exit_code(Duration::from_secs(90)).await, 0, "{}", login.log());
     let journal = rig.sim.journal();
     assert_eq!(
         (journal.states_seen.len(), journal.pin_submissions, journal.access_tokens_issued),
         (1, 1, 1),
-        "one login among three replicas"
+        "one login among four replicas"
     );
     let first = redis_json(&redis, TOKEN_KEY).expect("the token in Redis");
     let logs: Vec<String> = daemons.iter().map(|d| d.process.log()).collect();
+    let logs: Vec<String> = logs.into_iter().chain([login.log()]).collect();
     assert_eq!(logs.iter().filter(|l| l.contains("token published")).count(), 1, "{logs:#?}");
     assert!(logs.iter().any(|l| l.contains("waiting for it to finish")), "nobody waited for the lease: {logs:#?}");
 
@@ -155,7 +172,7 @@ async fn a_holder_killed_mid_login_is_replaced_only_once_its_lease_expired() {
     let config = replica_config(&rig, &redis, "");
     let mut a = spawn(&rig, &config, &["login"], &replica_env(&rig, "a"), "a");
     let sim = &rig.sim;
-    wait_for("a's PIN", Duration::from_secs(60), || async { (sim.journal().pin_submissions == 1).then_some(()) }).await;
+    wait_for_pin(&mut a, sim).await;
     let b = spawn(&rig, &config, &["login"], &replica_env(&rig, "b"), "b");
     wait_for("b to wait for a's lease", Duration::from_secs(30), || async {
         b.log().contains("waiting for it to finish").then_some(())
@@ -206,7 +223,7 @@ async fn a_holder_paused_past_its_lease_cannot_publish_over_the_newer_generation
     a_env.push(("UPSTOX_RELOGIN_BROWSER__STEP_TIMEOUT_SECS", "180".into()));
     let mut a = spawn(&rig, &config, &["login"], &a_env, "a");
     let sim = &rig.sim;
-    wait_for("a's PIN", Duration::from_secs(60), || async { (sim.journal().pin_submissions == 1).then_some(()) }).await;
+    wait_for_pin(&mut a, sim).await;
     a.signal(libc::SIGSTOP);
     sim.set_faults(Faults::default());
 
@@ -251,6 +268,12 @@ async fn a_rejected_pin_on_one_replica_stops_every_replica() {
     }
     let journal = rig.sim.journal();
     assert_eq!((journal.pin_submissions, journal.wrong_pins), (1, 1), "one wrong PIN in all: {logs:#?}");
+    let facts: String = redis_conn(&redis).get("upstox-relogin:primary:facts").unwrap();
+    let user = &rig.sim.config().users[0];
+    for secret in [&wrong, &user.pin, &user.totp_secret, &user.mobile] {
+        assert!(!facts.contains(secret.as_str()), "a secret in the shared facts: {facts}");
+    }
+    assert!(facts.contains("pin_rejected_day"), "{facts}");
     assert_eq!(logs.iter().filter(|l| l.contains("a PIN was rejected today")).count(), 1, "{logs:#?}");
 
     // A replica started later refuses before opening the dialog.

@@ -353,7 +353,7 @@ impl RedisPermit {
 
     pub(super) fn location(&self) -> String {
         format!(
-            "Redis key `{}` (JSON, field `guard`) at {}",
+            "Redis key {} (JSON, field guard) at {}",
             self.coordinator.key(&self.account, "facts"),
             self.coordinator.display_url()
         )

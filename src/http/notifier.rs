@@ -57,7 +57,7 @@ async fn verdict(runner: &AppState, headers: &HeaderMap, body: Body) -> StatusCo
             return StatusCode::REQUEST_TIMEOUT;
         }
     };
-    let api = match runner.api() {
+    let api = match runner.api().await {
         Ok(api) => api,
         Err(e) => {
             warn!(error = %error_chain(&e), "notifier webhook: no API client to verify with; refused, nothing published");

@@ -74,7 +74,7 @@ impl Runner {
         account: &Account,
         send_time: SendTime,
     ) -> Result<Attempts, LoginError> {
-        let api = self.api().map_err(|e| LoginError::TokenRequest {
+        let api = self.api().await.map_err(|e| LoginError::TokenRequest {
             error: Box::new(token_request::TokenRequestError::Unavailable(error_chain(&e))),
         })?;
         let known = permit.known_user_id().await.unwrap_or_else(|e| {
@@ -170,7 +170,7 @@ impl Runner {
             self.metrics.guard_refusal(&account.name);
             return Err(RunError::Guard { account: account.name.clone(), refusal, location: permit.location() });
         }
-        let api = self.api()?;
+        let api = self.api().await?;
         let browser_slot = if self.browser.uses_browser() { Some(self.slots.acquire(clock).await) } else { None };
         let ctx = LoginContext {
             account,
@@ -269,7 +269,7 @@ impl Runner {
     /// Compare the local clock with the `Date` of Upstox's API and warn when they differ by more than
     /// `MAX_CLOCK_SKEW`. Never fails a login: an unreachable API is the exchange's problem.
     async fn check_clock(&self) {
-        let Ok(api) = self.api() else { return };
+        let Ok(api) = self.api().await else { return };
         match tokio::time::timeout(CLOCK_CHECK_TIMEOUT, api.clock_skew()).await {
             Ok(Ok(Some(skew))) => {
                 let secs = skew.num_milliseconds() as f64 / 1000.0;

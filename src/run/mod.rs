@@ -109,12 +109,19 @@ impl Runner {
         })
     }
 
-    /// The Upstox API client (built on first use), for the notifier webhook's verification too.
-    pub fn api(&self) -> Result<&UpstoxApi, RunError> {
+    /// The Upstox API client (for the notifier webhook's verification too), built on first use on a blocking
+    /// thread: loading the system's CA certificates takes a while (over a second on a loaded machine), during which
+    /// the runtime's only thread must stay free to renew a held lease.
+    pub async fn api(&self) -> Result<&UpstoxApi, RunError> {
         if let Some(api) = self.api.get() {
             return Ok(api);
         }
-        let api = UpstoxApi::new(&self.config.upstox).map_err(RunError::Http)?;
+        let upstox = self.config.upstox.clone();
+        let api = tokio::task::spawn_blocking(move || UpstoxApi::new(&upstox))
+            .await
+            // invariant: UpstoxApi::new does not panic, and the runtime outlives this call
+            .expect("the API client build finishes")
+            .map_err(RunError::Http)?;
         Ok(self.api.get_or_init(|| api))
     }
 
@@ -246,7 +253,7 @@ impl Runner {
         let best = freshest(&held, Utc::now()).cloned();
         let issued_while_waiting = |doc: &TokenDocument| waited_since.is_some_and(|t| doc.issued_at >= token::ist(t));
         if let Some(doc) = best.filter(|d| when_valid == WhenValid::Skip || issued_while_waiting(d)) {
-            match self.api()?.check_token(&AccessToken::new(doc.access_token.clone())).await {
+            match self.api().await?.check_token(&AccessToken::new(doc.access_token.clone())).await {
                 TokenCheck::Valid(_) => return self.keep(account, doc, &held, None).await,
                 TokenCheck::Invalid(e) => info!(reason = %e, "Upstox says the published token is invalid; logging in"),
                 TokenCheck::Unknown(reason) => {

@@ -39,7 +39,7 @@ impl Runner {
         let held = self.publisher.read(&account.name).await;
         let Some(doc) = freshest(&held, Utc::now()) else { return Ok(Verdict::NothingPublished) };
         let generation = doc.generation;
-        Ok(match self.api()?.check_token(&AccessToken::new(doc.access_token.clone())).await {
+        Ok(match self.api().await?.check_token(&AccessToken::new(doc.access_token.clone())).await {
             TokenCheck::Valid(_) => Verdict::Valid { generation, expires_at: doc.expires_at },
             TokenCheck::Invalid(e) => Verdict::Invalid { generation, reason: e.to_string() },
             TokenCheck::Unknown(reason) => Verdict::Unknown { generation, reason },
@@ -50,7 +50,7 @@ impl Runner {
     /// verdict" briefly; when Upstox still gives none the token is published anyway (it was issued seconds ago,
     /// and throwing it away would cost a login), with a warning. `Err`: Upstox rejected it.
     pub(super) async fn verify_new_token(&self, token: &AccessToken) -> Result<Profile, RunError> {
-        let api = self.api()?;
+        let api = self.api().await?;
         let ask = || async {
             match api.check_token(token).await {
                 TokenCheck::Unknown(reason) => Err(reason),
