@@ -69,6 +69,9 @@ redis.call('SET', KEYS[2], ARGV[3])
 return 1
 ";
 
+/// How long a health check waits for `PONG`.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Compare-and-set tries before an update gives up (only the lease holder writes, so one normally suffices).
 const CAS_TRIES: u32 = 8;
 
@@ -203,9 +206,16 @@ impl RedisCoordinator {
         })
     }
 
+    /// `PING`, answered within `PING_TIMEOUT` (health checks must not hang a probe or a scrape).
     pub(super) async fn ping(&self) -> Result<(), CoordinationError> {
-        let _pong: String = self.query(redis::cmd("PING")).await?;
-        Ok(())
+        match tokio::time::timeout(PING_TIMEOUT, self.query::<String>(redis::cmd("PING"))).await {
+            Ok(pong) => pong.map(|_| ()),
+            Err(_) => Err(CoordinationError::Unavailable {
+                url: self.display_url().to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no PONG within {PING_TIMEOUT:?}"))
+                    .into(),
+            }),
+        }
     }
 
     fn parse_facts(&self, account: &str, raw: Option<&str>) -> Result<SharedFacts, CoordinationError> {

@@ -27,7 +27,14 @@ impl Runner {
     /// Set the gauges kept by the coordinator (last success, PIN submissions without a code on `now`'s IST day).
     /// State files, or one Redis read per account: cheap enough for every scrape, which also turns the PIN count
     /// over at midnight IST.
+    /// First asks the coordinator whether it answers (`coordination_up`: now, not as of the last run, whether a
+    /// login could start); when it does not, the other gauges keep their values.
     pub async fn refresh_state_gauges(&self, now: DateTime<Utc>) {
+        let up = self.coordinator.health().await.is_ok();
+        self.metrics.coordination_up(up);
+        if !up {
+            return;
+        }
         let day = token::ist_day(now);
         for account in &self.config.accounts {
             match self.coordinator.facts(&account.name).await {
