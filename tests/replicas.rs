@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use redis::Commands;
 use serde_json::Value;
 use support::{Process, RedisServer, Rig, free_port, http_get, toml_set, wait_for};
-use upstox_relogin::simulator::Faults;
+use upstox_relogin::simulator::{Faults, SimConfig};
 
 /// Lease TTL for these tests: short, so that taking over a dead or stalled holder is quick.
 const LEASE_TTL_SECS: u64 = 3;
@@ -96,43 +96,46 @@ impl Daemon {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_daemons_started_together_log_in_once_and_once_more_after_the_tokens_vanish() {
+async fn three_daemons_started_together_log_each_account_in_once_and_once_more_after_the_tokens_vanish() {
     let redis = RedisServer::start();
-    let rig = Rig::start().await;
+    let rig = Rig::with_sim(SimConfig { holidays: Vec::new(), ..SimConfig::demo_accounts(2) }).await;
     let config = replica_config(&rig, &redis, "[schedule]\ncron = \"0 0 0 1 1 *\"\non_start = \"if-stale\"\n");
+    let accounts = ["primary-1", "primary-2"];
+    let mobiles: Vec<String> = rig.sim.config().users.iter().map(|u| u.mobile.clone()).collect();
+    let token = |account: &str| redis_json(&redis, &format!("upstox:token:{account}"));
     let names = ["a", "b", "c"];
 
     let daemons: Vec<Daemon> = names.iter().map(|n| Daemon::start(&rig, &config, n)).collect();
-    // And a `login` on a fourth host at the same moment: whoever holds the lease, it ends with a valid token.
+    // And a `login` on a fourth host at the same moment: whoever holds the leases, it ends with valid tokens.
     let mut login = spawn(&rig, &config, &["login"], &replica_env(&rig, "d"), "d");
     for d in &daemons {
-        d.wait_ready(Duration::from_secs(90)).await;
+        d.wait_ready(Duration::from_secs(120)).await;
     }
-    assert_eq!(login.exit_code(Duration::from_secs(90)).await, 0, "{}", login.log());
+    assert_eq!(login.exit_code(Duration::from_secs(120)).await, 0, "{}", login.log());
     let journal = rig.sim.journal();
-    assert_eq!(
-        (journal.states_seen.len(), journal.pin_submissions, journal.access_tokens_issued),
-        (1, 1, 1),
-        "one login among four replicas"
-    );
-    let first = redis_json(&redis, TOKEN_KEY).expect("the token in Redis");
-    let logs: Vec<String> = daemons.iter().map(|d| d.process.log()).collect();
-    let logs: Vec<String> = logs.into_iter().chain([login.log()]).collect();
-    assert_eq!(logs.iter().filter(|l| l.contains("token published")).count(), 1, "{logs:#?}");
-    assert!(logs.iter().any(|l| l.contains("waiting for it to finish")), "nobody waited for the lease: {logs:#?}");
+    for mobile in &mobiles {
+        assert_eq!((journal.logins_for(mobile), journal.codes_for(mobile)), (1, 1), "one login per account");
+    }
+    assert_eq!(journal.access_tokens_issued, 2);
+    let first: Vec<Value> = accounts.iter().map(|a| token(a).expect("a token in Redis")).collect();
+    let logs: Vec<String> = daemons.iter().map(|d| d.process.log()).chain([login.log()]).collect();
+    assert_eq!(logs.iter().map(|l| l.matches("token published").count()).sum::<usize>(), 2, "{logs:#?}");
+    assert!(logs.iter().any(|l| l.contains("waiting for it to finish")), "nobody waited for a lease: {logs:#?}");
 
-    // Any replica answers for the account with the shared facts.
+    // Any replica answers for every account with the shared facts.
     let mut success_times = Vec::new();
     for d in &daemons {
         let (status, body) = d.get("/status").await.expect("answers");
         assert_eq!(status, 200);
         let json: Value = serde_json::from_str(&body).unwrap();
-        let a = &json["accounts"][0];
-        assert_eq!(a["generation"], first["generation"], "{body}");
         assert_eq!(json["coordination"]["type"], "redis");
         assert_eq!(json["coordination"]["reachable"], true);
-        success_times.push(a["last_success_at"].as_str().expect("shared last success").to_owned());
-        assert!(!body.contains(first["access_token"].as_str().unwrap()), "no token in /status");
+        for (i, doc) in first.iter().enumerate() {
+            let a = &json["accounts"][i];
+            assert_eq!((&a["name"], &a["generation"]), (&Value::from(accounts[i]), &doc["generation"]), "{body}");
+            assert!(!body.contains(doc["access_token"].as_str().unwrap()), "no token in /status");
+        }
+        success_times.push(json["accounts"][0]["last_success_at"].as_str().expect("shared last success").to_owned());
     }
     assert!(success_times.windows(2).all(|w| w[0] == w[1]), "{success_times:?}");
     // So does the status command on a host that never ran (an empty state_dir of its own).
@@ -141,27 +144,39 @@ async fn three_daemons_started_together_log_in_once_and_once_more_after_the_toke
     status.assert_code(0);
     let json: Value = serde_json::from_str(&status.stdout()).unwrap();
     assert_eq!(json["accounts"][0]["last_success_at"].as_str(), Some(success_times[0].as_str()));
-    assert_eq!(json["accounts"][0]["generation"], first["generation"]);
+    assert_eq!(json["accounts"][1]["generation"], first[1]["generation"]);
 
     for mut d in daemons {
         assert_eq!(d.process.terminate().await, 0, "{}", d.process.log());
     }
-    let () = redis_conn(&redis).del(TOKEN_KEY).unwrap();
+    for account in accounts {
+        let () = redis_conn(&redis).del(format!("upstox:token:{account}")).unwrap();
+    }
 
     let daemons: Vec<Daemon> = names.iter().map(|n| Daemon::start(&rig, &config, n)).collect();
     for d in &daemons {
-        d.wait_ready(Duration::from_secs(90)).await;
+        d.wait_ready(Duration::from_secs(120)).await;
     }
     let journal = rig.sim.journal();
-    assert_eq!((journal.states_seen.len(), journal.access_tokens_issued), (2, 2), "exactly one more login");
-    let second = redis_json(&redis, TOKEN_KEY).expect("a new token in Redis");
-    let (g1, g2) = (first["generation"].as_u64().unwrap(), second["generation"].as_u64().unwrap());
-    assert!(g2 > g1, "generation {g1} then {g2}");
+    for mobile in &mobiles {
+        assert_eq!((journal.logins_for(mobile), journal.codes_for(mobile)), (2, 2), "exactly one more login each");
+    }
+    let mut generations = Vec::new();
+    for (account, before) in accounts.iter().zip(&first) {
+        let (g1, g2) =
+            (before["generation"].as_u64().unwrap(), token(account).unwrap()["generation"].as_u64().unwrap());
+        assert!(g2 > g1, "{account}: generation {g1} then {g2}");
+        generations.push(format!("{account} {g1} → {g2}"));
+    }
     for mut d in daemons {
         assert_eq!(d.process.terminate().await, 0, "{}", d.process.log());
     }
     rig.assert_no_browser_left();
-    eprintln!("three replicas: one login per start, generations {g1} then {g2}");
+    eprintln!(
+        "three daemons + a login, two accounts: one login per account per start; generations {}; at most {} logins at once",
+        generations.join(", "),
+        journal.max_concurrent_logins()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
