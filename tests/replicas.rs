@@ -211,6 +211,11 @@ async fn a_holder_killed_mid_login_is_replaced_only_once_its_lease_expired() {
         assert_eq!(sim.journal().states_seen.len(), 1, "b opened the dialog while a's lease was live");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    wait_for("b to open the dialog", Duration::from_secs(30), || async {
+        (sim.journal().states_seen.len() == 2).then_some(())
+    })
+    .await;
+    let took_over = killed.elapsed();
     let mut b = b;
     let code = b.exit_code(Duration::from_secs(120)).await;
     let log = b.log();
@@ -225,7 +230,11 @@ async fn a_holder_killed_mid_login_is_replaced_only_once_its_lease_expired() {
     assert_eq!(facts["last_attempt"]["result"], "success");
     // The next command sweeps what the crash left in TMPDIR; `cli` then proves no browser or profile is left.
     rig.cli(&config, &["login"]).await.assert_code(0);
-    eprintln!("killed holder: b logged in {:.1}s after the kill", killed.elapsed().as_secs_f64());
+    eprintln!(
+        "killed holder: b opened the dialog {:.1}s after the kill (lease TTL {LEASE_TTL_SECS}s), logged in {:.1}s after it",
+        took_over.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,6 +135,7 @@ impl Coordinator {
         }
     }
 
+    /// The kind and where the facts live, for `status` (never a password).
     pub fn describe(&self) -> CoordinatorInfo {
         match self {
             Coordinator::Local(store) => CoordinatorInfo { kind: "local", store: store.dir().display().to_string() },

@@ -132,6 +132,7 @@ impl RedisCoordinator {
         Ok(Self { inner: Arc::new(inner) })
     }
 
+    /// The store's URL without its password, for messages and `status`.
     pub fn display_url(&self) -> &str {
         self.inner.link.display_url()
     }
