@@ -82,11 +82,14 @@ impl Daemon {
         http_get(&format!("{}{path}", self.base)).await
     }
 
+    /// Until `/readyz?strict=1` is 200 (every sink holds a valid token now; plain `/readyz` is 200 early on when no
+    /// run is due yet), then plain `/readyz` must be 200 too.
     async fn wait_ready(&self, within: Duration) {
-        wait_for(&format!("{}/readyz to turn 200", self.base), within, || async {
-            self.get("/readyz").await.filter(|(s, _)| *s == 200)
+        wait_for(&format!("{}/readyz?strict=1 to turn 200", self.base), within, || async {
+            self.get("/readyz?strict=1").await.filter(|(s, _)| *s == 200)
         })
         .await;
+        assert_eq!(self.get("/readyz").await.map(|(s, _)| s), Some(200));
     }
 
     async fn metric(&self, name: &str) -> Option<f64> {
