@@ -80,10 +80,11 @@ fn unreachable_api() -> UpstoxApi {
 fn account(client_id: &str) -> Account {
     Account {
         name: "primary".into(),
+        index: 0,
         app: OAuthApp {
             client_id: client_id.into(),
             client_secret: ClientSecret::new("s"),
-            redirect_uri: url::Url::parse("http://127.0.0.1:9/cb").unwrap(),
+            redirect_uri: crate::config::RedirectUri::parse("http://127.0.0.1:9/cb").unwrap(),
         },
         method: Method::TokenRequest,
         fallback: Fallback::None,
