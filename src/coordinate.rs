@@ -8,7 +8,9 @@
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::state::{AccountLock, AccountState, Attempt, GuardFacts, StateError, StateStore};
+use crate::state::{
+    AccountLock, AccountState, Attempt, GuardFacts, LocatorFallback, ProbeRecord, StateError, StateStore,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinationError {
@@ -62,6 +64,29 @@ impl Coordinator {
     }
 }
 
+impl Coordinator {
+    /// Clear the lockout guard's facts for `account` (a human fixed the cause), returning what they were.
+    /// `Ok(None)`: a login of the account is in progress; nothing was changed.
+    pub fn reset_guard(&self, account: &str) -> Result<Option<GuardFacts>, CoordinationError> {
+        let Some(permit) = self.try_acquire(account)? else { return Ok(None) };
+        let (before, _) = permit.guard_facts()?;
+        permit.update_guard(|g, _| *g = GuardFacts::default())?;
+        Ok(Some(before))
+    }
+
+    /// Keep how the last probe of `account` went. `Ok(false)`: a login of the account is in progress, so the record
+    /// was not written (writing beside it could undo its lockout count).
+    pub fn record_probe(&self, account: &str, probe: ProbeRecord) -> Result<bool, CoordinationError> {
+        let Some(permit) = self.try_acquire(account)? else { return Ok(false) };
+        match self {
+            Coordinator::Local(store) => {
+                store.update(&permit.account, |s| s.last_probe = Some(probe))?;
+            }
+        }
+        Ok(true)
+    }
+}
+
 /// The right to log one account in, held until dropped.
 pub struct Permit<'a> {
     store: &'a StateStore,
@@ -110,6 +135,12 @@ impl Permit<'_> {
     /// Remember whose token was just published (`known_user_id` from now on).
     pub fn remember_user_id(&self, user_id: &str) -> Result<(), CoordinationError> {
         self.store.update(&self.account, |s| s.user_id = Some(user_id.to_owned()))?;
+        Ok(())
+    }
+
+    /// Keep the last time an element was found only by a fallback locator (`status` shows it).
+    pub fn record_fallback(&self, used: LocatorFallback) -> Result<(), CoordinationError> {
+        self.store.update(&self.account, |s| s.last_locator_fallback = Some(used))?;
         Ok(())
     }
 

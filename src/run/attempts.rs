@@ -15,10 +15,11 @@ use crate::config::Account;
 use crate::config::{Fallback, Method};
 use crate::coordinate::Permit;
 use crate::error::error_chain;
-use crate::login::browser::{BrowserError, PageRejection};
+use crate::login::browser::{BrowserError, RejectionKind};
 use crate::login::{IssuedToken, LoginContext, LoginError, LoginEvent, SendTime, Veto, guard, token_request};
 use crate::notify::Event;
 use crate::oauth::{ExchangeError, UpstoxError};
+use crate::state::LocatorFallback;
 use crate::token;
 
 /// A clock further than this from Upstox's gets a warning: TOTP codes near a window's edge start failing.
@@ -159,7 +160,7 @@ impl Runner {
         account: &Account,
         clock: &RunClock,
     ) -> Result<IssuedToken, RunError> {
-        let day = token::ist_day(Utc::now());
+        let day = token::ist_day(self.clock.now());
         let cap = self.config.login.max_pin_submissions_per_day;
         let (facts, last_totp_step) = permit.guard_facts()?;
         if let Err(refusal) = guard::check(&facts, day, cap) {
@@ -185,12 +186,20 @@ impl Runner {
                     if let Err(refusal) = guard::check(&current, day, cap) {
                         return Err(Veto(refusal.to_string()));
                     }
-                    permit.update_guard(|g, _| {
-                        g.pin_submissions = g.pin_submissions_on(day) + 1;
-                        g.pin_day = Some(day);
-                    })
+                    permit.update_guard(|g, _| guard::pin_submitted(g, day))
                 }
-                LoginEvent::CodeReceived => permit.update_guard(|g, _| g.pin_submissions = 0),
+                LoginEvent::CodeReceived => permit.update_guard(|g, _| guard::code_received(g)),
+                LoginEvent::LocatorFallback(used) => {
+                    self.metrics.locator_fallback(&account.name, used.step.as_str(), used.element);
+                    let record = LocatorFallback {
+                        at: token::ist(self.clock.now()),
+                        step: used.step.as_str().to_owned(),
+                        element: used.element.to_owned(),
+                        configured: used.configured,
+                        matched: used.matched,
+                    };
+                    return permit.record_fallback(record).map_err(|e| Veto(error_chain(&e)));
+                }
                 LoginEvent::ApprovalRequested { .. } => return Ok(()),
             };
             persisted.map(|_| ()).map_err(|e| Veto(format!("cannot persist the lockout counter: {}", error_chain(&e))))
@@ -209,10 +218,8 @@ impl Runner {
             Err(failure) => failure,
         };
         if let LoginError::Browser { error } = &failure.error
-            && let BrowserError::Rejected {
-                rejection: PageRejection::WrongPin(_) | PageRejection::AccountBlocked(_),
-                ..
-            } = error.as_ref()
+            && let BrowserError::Rejected { rejection, .. } = error.as_ref()
+            && matches!(rejection.kind, RejectionKind::WrongPin | RejectionKind::AccountLocked)
         {
             permit.update_guard(|g, _| g.pin_rejected_day = Some(day))?;
         }
