@@ -296,7 +296,7 @@ mod tests {
         let app = OAuthApp {
             client_id: "cid".into(),
             client_secret: ClientSecret::new("s\"ec"),
-            redirect_uri: url::Url::parse("http://127.0.0.1:9/cb").unwrap(),
+            redirect_uri: crate::config::RedirectUri::parse("http://127.0.0.1:9/cb").unwrap(),
         };
         assert_eq!(serde_json::to_string(&request_body(&app)).unwrap(), r#"{"client_secret":"s\"ec"}"#);
     }

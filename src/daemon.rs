@@ -34,6 +34,7 @@ use tracing::{error, info, warn};
 use crate::config::{Config, OnStart};
 use crate::error::error_chain;
 use crate::metrics::Metrics;
+use crate::run::page_probe::probe_pages;
 use crate::run::pool::run_accounts;
 use crate::run::{Outcome, RunError, Runner, Trigger, WhenValid};
 use crate::shutdown::{self, Signal};
@@ -55,7 +56,7 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot arm `schedule.cron`")]
+    #[error("cannot arm `schedule.cron` or `schedule.probe_cron`")]
     Schedule(#[source] JobSchedulerError),
 }
 
@@ -120,6 +121,25 @@ impl Passes {
                     elapsed_secs = started.elapsed().as_secs_f64(),
                     "run finished"
                 );
+            }
+        }
+        release_freed_memory();
+    }
+
+    /// Probe every account's login page (`schedule.probe_cron`); skipped while a login pass runs.
+    async fn probe_pages(&self) {
+        let Ok(_running) = self.busy.try_lock() else {
+            warn!("a run is in progress; this probe is skipped");
+            return;
+        };
+        info!("probe started");
+        let accounts: Vec<_> = self.runner.config().accounts.iter().collect();
+        let work = probe_pages(&self.runner, &accounts, |_| {});
+        tokio::select! {
+            _ = self.cancel.cancelled() => info!("probe cancelled by shutdown"),
+            results = work => {
+                let ready = results.iter().filter(|r| r.ready()).count();
+                info!(ready, accounts = results.len(), "probe finished");
             }
         }
         release_freed_memory();
@@ -214,12 +234,17 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
         }
     };
     let next = config.schedule.next_run(chrono::Utc::now());
+    let next_probe = config.schedule.probe.as_ref().and_then(|p| {
+        let now = chrono::Utc::now().with_timezone(&config.schedule.timezone);
+        p.parsed.find_next_occurrence(&now, false).ok().map(|t| t.to_rfc3339())
+    });
     info!(
         listen = %config.server.listen,
         cron = %config.schedule.cron,
         timezone = %config.schedule.timezone,
         next_run = %next.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()),
         recheck_interval_secs = config.schedule.recheck.interval.map_or(0, |i| i.as_secs()),
+        next_probe = %next_probe.unwrap_or_else(|| "off".into()),
         "daemon started"
     );
     let when_valid = match config.schedule.on_start {
@@ -257,17 +282,29 @@ async fn arm_schedule(
     tracker: &TaskTracker,
 ) -> Result<JobScheduler, JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
-    let passes = Arc::clone(passes);
-    let tracker = tracker.clone();
+    let cron_passes = Arc::clone(passes);
+    let cron_tracker = tracker.clone();
     let job = Job::new_async_tz(config.schedule.cron.as_str(), config.schedule.timezone, move |_id, _lock| {
-        let passes = Arc::clone(&passes);
+        let passes = Arc::clone(&cron_passes);
         // Tracked so a stop waits for the pass to unwind; the pass itself skips when another is running.
-        let task = tracker.spawn(async move { passes.scheduled().await });
+        let task = cron_tracker.spawn(async move { passes.scheduled().await });
         Box::pin(async move {
             let _ = task.await;
         })
     })?;
     scheduler.add(job).await?;
+    if let Some(probe) = &config.schedule.probe {
+        let passes = Arc::clone(passes);
+        let tracker = tracker.clone();
+        let job = Job::new_async_tz(probe.cron.as_str(), config.schedule.timezone, move |_id, _lock| {
+            let passes = Arc::clone(&passes);
+            let task = tracker.spawn(async move { passes.probe_pages().await });
+            Box::pin(async move {
+                let _ = task.await;
+            })
+        })?;
+        scheduler.add(job).await?;
+    }
     scheduler.start().await?;
     Ok(scheduler)
 }

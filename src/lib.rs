@@ -1,7 +1,7 @@
 //! upstox-relogin: logs in to Upstox through a real headless browser every morning and publishes the token.
 //!
 //! Layers, from the bottom up (a module imports only from its own layer or below):
-//! 1. values: `config` (what the user asked for), `secret`, `totp`, `token`, `error`;
+//! 1. values: `config` (what the user asked for), `secret`, `totp`, `token`, `error`, `clock`;
 //! 2. parts: `oauth` (the protocol), `profile` (what Upstox says about a token), `access_request` (Upstox's v3
 //!    access-token request and its webhook payload), `state` (what survives restarts), `sink` (where tokens go),
 //!    `metrics`, `notify` (telling people: webhook, Slack, Discord, Telegram), `market` (the days NSE is closed),
@@ -16,6 +16,7 @@
 //!
 //! `simulator` stands apart: a stand-in for Upstox used by tests, `demo` and `simulate`; only `cli` uses it.
 
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod secret;

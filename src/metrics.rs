@@ -30,6 +30,9 @@ pub struct Metrics {
     coordination_up: Gauge,
     lease_waits: Family<Labels, Counter>,
     fenced_writes: Family<Labels, Counter>,
+    locator_fallbacks: Family<Labels, Counter>,
+    probe_ready: Family<Labels, Gauge>,
+    probe_timestamp: Family<Labels, Gauge<f64, AtomicU64>>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -58,6 +61,9 @@ impl Metrics {
              republished (a valid token copied to sinks that lacked it), failed",
             login_attempts.clone(),
         );
+        let locator_fallbacks = Family::<Labels, Counter>::default();
+        let probe_ready = Family::<Labels, Gauge>::default();
+        let probe_timestamp = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "last_success_timestamp_seconds",
             "Unix time of the last successful login",
@@ -120,6 +126,21 @@ impl Metrics {
             "Sink writes refused because the sink held a newer generation (a replica that lost its lease)",
             fenced_writes.clone(),
         );
+        registry.register(
+            "locator_fallbacks",
+            "Page elements found only by a fallback locator (the configured selector matched nothing), per step",
+            locator_fallbacks.clone(),
+        );
+        registry.register(
+            "probe_ready",
+            "1 when the last probe found the login page ready, else 0",
+            probe_ready.clone(),
+        );
+        registry.register(
+            "probe_timestamp_seconds",
+            "Unix time of the last probe of the account's login page",
+            probe_timestamp.clone(),
+        );
         Self {
             registry,
             login_attempts,
@@ -135,6 +156,9 @@ impl Metrics {
             coordination_up,
             lease_waits,
             fenced_writes,
+            locator_fallbacks,
+            probe_ready,
+            probe_timestamp,
         }
     }
 
@@ -203,6 +227,19 @@ impl Metrics {
 
     pub fn fenced_write(&self, sink: &str) {
         self.fenced_writes.get_or_create(&Self::l(&[("sink", sink)])).inc();
+    }
+
+    /// A page element (`input`/`button`) of `step` was found only by a fallback locator.
+    pub fn locator_fallback(&self, account: &str, step: &str, element: &str) {
+        self.locator_fallbacks
+            .get_or_create(&Self::l(&[("account", account), ("step", step), ("element", element)]))
+            .inc();
+    }
+
+    /// The verdict of a probe of `account`'s login page, at `at_unix`.
+    pub fn page_probe(&self, account: &str, ready: bool, at_unix: f64) {
+        self.probe_ready.get_or_create(&Self::l(&[("account", account)])).set(i64::from(ready));
+        self.probe_timestamp.get_or_create(&Self::l(&[("account", account)])).set(at_unix);
     }
 
     /// The OpenMetrics text exposition (`application/openmetrics-text; version=1.0.0`).
@@ -295,6 +332,8 @@ mod tests {
         m.step_duration("pin", 0.3);
         m.sink_failure("redis:k");
         m.notifier_post(403);
+        m.locator_fallback("primary", "pin", "input");
+        m.page_probe("primary", false, 3.0);
         let text = m.render();
         for name in [
             "upstox_relogin_login_attempts_total{account=\"primary\",result=\"success\"} 1",
@@ -303,6 +342,9 @@ mod tests {
             "upstox_relogin_login_duration_seconds_bucket",
             "upstox_relogin_sink_write_failures_total{sink=\"redis:k\"} 1",
             "upstox_relogin_notifier_posts_total{status=\"403\"} 1",
+            "upstox_relogin_locator_fallbacks_total{account=\"primary\",step=\"pin\",element=\"input\"} 1",
+            "upstox_relogin_probe_ready{account=\"primary\"} 0",
+            "upstox_relogin_probe_timestamp_seconds{account=\"primary\"} 3",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -12,7 +12,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{OAuthApp, UpstoxConfig};
+use crate::config::{OAuthApp, RedirectUri, UpstoxConfig};
 pub use crate::profile::{Profile, TokenCheck};
 use crate::secret::{AccessToken, AuthCode};
 
@@ -45,7 +45,7 @@ pub struct AuthorizationRequest {
     /// `authorize_url?response_type=code&client_id=…&redirect_uri=…&state=…`.
     pub url: Url,
     pub state: CsrfState,
-    pub redirect_uri: Url,
+    pub redirect_uri: RedirectUri,
 }
 
 impl AuthorizationRequest {
@@ -62,8 +62,9 @@ impl AuthorizationRequest {
     }
 }
 
-/// `authorize_url?response_type=code&client_id=…&redirect_uri=…&state=…`.
-pub fn authorize_url(base: &Url, client_id: &str, redirect_uri: &Url, state: &CsrfState) -> Url {
+/// `authorize_url?response_type=code&client_id=…&redirect_uri=…&state=…`; the redirect URI is the configured string
+/// (percent-encoded as a query value, so Upstox decodes exactly those bytes).
+pub fn authorize_url(base: &Url, client_id: &str, redirect_uri: &RedirectUri, state: &CsrfState) -> Url {
     let mut url = base.clone();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -86,13 +87,15 @@ pub enum RedirectError {
 }
 
 /// Read the browser's current URL. `Ok(None)`: not at the redirect yet (keep polling). `Ok(Some(code))`: the
-/// redirect arrived with a `code` and the expected `state`.
+/// redirect arrived with a `code` and the expected `state`. The target is compared as a URL (scheme, host, port,
+/// path after normalisation), not as a string: the address bar shows the browser's own spelling of it.
 pub fn parse_redirect(
     current: &str,
-    redirect_uri: &Url,
+    redirect_uri: &RedirectUri,
     expected: &CsrfState,
 ) -> Result<Option<AuthCode>, RedirectError> {
     let Ok(url) = Url::parse(current) else { return Ok(None) };
+    let redirect_uri = redirect_uri.url();
     let same_target = url.scheme() == redirect_uri.scheme()
         && url.host_str() == redirect_uri.host_str()
         && url.port_or_known_default() == redirect_uri.port_or_known_default()
@@ -386,8 +389,8 @@ impl UpstoxApi {
 mod tests {
     use super::*;
 
-    fn redirect() -> Url {
-        Url::parse("http://127.0.0.1:5000/upstox/callback").unwrap()
+    fn redirect() -> RedirectUri {
+        RedirectUri::parse("http://127.0.0.1:5000/upstox/callback").unwrap()
     }
 
     #[test]
@@ -403,7 +406,7 @@ mod tests {
         let url = authorize_url(
             &Url::parse("https://api.upstox.com/v2/login/authorization/dialog").unwrap(),
             "615b-d443",
-            &Url::parse("http://127.0.0.1:5000/upstox/callback?x=1&y=2").unwrap(),
+            &RedirectUri::parse("http://127.0.0.1:5000/upstox/callback?x=1&y=2").unwrap(),
             &state,
         );
         assert_eq!(
@@ -411,6 +414,35 @@ mod tests {
             "https://api.upstox.com/v2/login/authorization/dialog?response_type=code&client_id=615b-d443\
              &redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fupstox%2Fcallback%3Fx%3D1%26y%3D2&state=abc"
         );
+    }
+
+    #[test]
+    fn the_configured_redirect_uri_is_sent_byte_for_byte() {
+        let state = CsrfState("abc".into());
+        let base = Url::parse("https://api.upstox.com/v2/login/authorization/dialog").unwrap();
+        for configured in ["http://127.0.0.1:9", "HTTP://LocalHost:5000/a/../cb", "https://example.com:443/cb?x=%2F"] {
+            let redirect = RedirectUri::parse(configured).unwrap();
+            let url = authorize_url(&base, "cid", &redirect, &state);
+            let sent = url.query_pairs().find(|(k, _)| k == "redirect_uri").unwrap().1.into_owned();
+            assert_eq!(sent, configured, "the dialog's query");
+            let app = OAuthApp {
+                client_id: "cid".into(),
+                client_secret: crate::secret::ClientSecret::new("s"),
+                redirect_uri: redirect,
+            };
+            let form = token_form(&app, &AuthCode::new("c"));
+            assert_eq!(form[3], ("redirect_uri", configured.to_owned()), "the token form");
+        }
+    }
+
+    #[test]
+    fn the_redirect_is_recognised_in_the_browsers_spelling() {
+        let state = CsrfState("s1".into());
+        let bare = RedirectUri::parse("http://127.0.0.1:9").unwrap();
+        let code = parse_redirect("http://127.0.0.1:9/?code=Ab&state=s1", &bare, &state).unwrap().unwrap();
+        assert_eq!(code.expose(), "Ab");
+        let odd = RedirectUri::parse("HTTP://LocalHost:80/a/../cb").unwrap();
+        assert!(parse_redirect("http://localhost/cb?code=Ab&state=s1", &odd, &state).unwrap().is_some());
     }
 
     #[test]

@@ -102,6 +102,7 @@ mod tests {
             on_start: OnStart::IfStale,
             market: MarketDay::default(),
             recheck,
+            probe: None,
         }
     }
 

@@ -88,13 +88,17 @@ pub enum FailureClass {
     WrongMobile,
     /// Upstox blocked the account (too many wrong PINs).
     AccountBlocked,
-    /// The page refused an input with a message we do not recognise.
+    /// The page refused an input with a message we do not recognise (or sent the login back to the start).
     PageRejected,
+    /// Upstox blocked OTP for the account for about 10 minutes (1017078/1017125/1017069).
+    OtpBlocked,
+    /// The authorization dialog refused the app (`UDAPI100068`: client_id or redirect_uri).
+    DialogRefused,
     /// A bot-block page instead of the login form.
     BotBlocked,
     /// An element of the login page did not appear: the page changed, or was too slow.
     PageChanged,
-    /// No redirect after the PIN: whether it was accepted is unknown.
+    /// The PIN went in and no code came back (no redirect, a lost session): whether it was accepted is unknown.
     OutcomeUnknown,
     /// The redirect did not carry our `state`, or no code.
     Redirect,
@@ -137,6 +141,8 @@ impl FailureClass {
             FailureClass::WrongMobile => "wrong_mobile",
             FailureClass::AccountBlocked => "account_blocked",
             FailureClass::PageRejected => "page_rejected",
+            FailureClass::OtpBlocked => "otp_blocked",
+            FailureClass::DialogRefused => "dialog_refused",
             FailureClass::BotBlocked => "bot_blocked",
             FailureClass::PageChanged => "page_changed",
             FailureClass::OutcomeUnknown => "outcome_unknown",
@@ -209,7 +215,8 @@ pub struct AccountState {
     pub generation: u64,
     pub last_attempt: Option<Attempt>,
     pub last_success_at: Option<DateTime<FixedOffset>>,
-    /// The lockout guard's facts (flat in the file: `pin_day`, `pin_submissions`, `pin_rejected_day`).
+    /// The lockout guard's facts (flat in the file: `pin_day`, `pin_submissions`, `pin_rejected_day`,
+    /// `pins_without_code_in_a_row`).
     #[serde(flatten)]
     pub guard: GuardFacts,
     /// The last TOTP time step typed into the page: never typed again.
@@ -222,6 +229,13 @@ pub struct AccountState {
     /// The end (03:30 IST) of the token slot in which the browser path last fell back to a v3 access-token request:
     /// at most one fallback per slot.
     pub fallback_slot_end: Option<DateTime<FixedOffset>>,
+    /// The last time a login found an element of the page only through a fallback locator (the configured
+    /// selector no longer matched): `status` shows it so the selector is fixed before the fallback fails too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_locator_fallback: Option<LocatorFallback>,
+    /// The last `probe` of the account's login page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_probe: Option<ProbeRecord>,
 }
 
 impl AccountState {
@@ -231,6 +245,29 @@ impl AccountState {
         self.recent_attempts.truncate(RECENT_ATTEMPTS);
         self.last_attempt = Some(attempt);
     }
+}
+
+/// A page element found by a fallback locator instead of its configured selector.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LocatorFallback {
+    pub at: DateTime<FixedOffset>,
+    /// The login step (`mobile`, `otp`, `pin`).
+    pub step: String,
+    /// `input` or `button`.
+    pub element: String,
+    /// The configured selector that did not match (`browser.selectors.<step>_<input|submit>`).
+    pub configured: String,
+    /// What matched instead, e.g. `label "Enter 6-digit PIN"`.
+    pub matched: String,
+}
+
+/// How the last probe of an account's login page went.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProbeRecord {
+    pub at: DateTime<FixedOffset>,
+    pub ready: bool,
+    /// One line: what was found (and by which locator), or what is wrong.
+    pub summary: String,
 }
 
 /// The facts the lockout guard (`login::guard`) reads, counted before each PIN click.
@@ -243,6 +280,9 @@ pub struct GuardFacts {
     pub pin_submissions: u32,
     /// Set when the page rejected a PIN on that IST day: no more attempts that day.
     pub pin_rejected_day: Option<NaiveDate>,
+    /// PIN submissions without a code in a row, whatever the day: reset only when a PIN ends with a code or by
+    /// `reset-guard` (Upstox blocks the account after 5 failures in a row [doc help]).
+    pub pins_without_code_in_a_row: u32,
 }
 
 impl GuardFacts {
@@ -427,6 +467,18 @@ mod tests {
         assert_eq!(mode(state_dir.join("accounts/a.lock")), 0o600);
         assert_eq!(mode(state_dir.join("accounts/a.json")), 0o600);
         assert!(check_writable(&state_dir).is_ok());
+    }
+
+    #[test]
+    fn old_state_files_load_with_the_new_facts_at_zero() {
+        let old = r#"{"generation":3,"pin_day":"2026-11-28","pin_submissions":1,"last_totp_step":5}"#;
+        let s: AccountState = serde_json::from_str(old).unwrap();
+        assert_eq!((s.guard.pin_submissions, s.guard.pins_without_code_in_a_row), (1, 0));
+        assert!(s.last_locator_fallback.is_none() && s.last_probe.is_none());
+        let g = GuardFacts { pins_without_code_in_a_row: 4, ..Default::default() };
+        let json = serde_json::to_value(g).unwrap();
+        assert_eq!(json["pins_without_code_in_a_row"], 4, "a plain serde value: {json}");
+        assert_eq!(serde_json::from_value::<GuardFacts>(json).unwrap(), g);
     }
 
     #[test]

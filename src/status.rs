@@ -26,6 +26,7 @@ use crate::run::probe::Held;
 use crate::run::publish::freshest_of;
 use crate::schedule;
 use crate::state::Attempt;
+use crate::state::{LocatorFallback, ProbeRecord};
 use crate::token;
 
 #[derive(Debug, Serialize)]
@@ -38,6 +39,10 @@ pub struct StatusReport {
     /// dates).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_today: Option<String>,
+    /// `schedule.probe_cron`, when the daemon probes the login pages.
+    pub probe_cron: Option<String>,
+    /// The next probe, in `timezone` (RFC 3339).
+    pub next_probe: Option<String>,
     pub accounts: Vec<AccountStatus>,
     pub coordination: CoordinationStatus,
 }
@@ -83,6 +88,12 @@ pub struct AccountStatus {
     pub state_error: Option<String>,
     /// Who holds the account's lease right now (`coordination.type = "redis"` only).
     pub lease_holder: Option<String>,
+    /// PIN submissions without a code in a row, across days (the lockout guard stops at 4).
+    pub pins_without_code_in_a_row: u32,
+    /// The last time a page element was found only by a fallback locator: update the configured selector.
+    pub last_locator_fallback: Option<LocatorFallback>,
+    /// The last probe of the account's login page.
+    pub last_probe: Option<ProbeRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -125,6 +136,13 @@ pub async fn report(runner: &Runner) -> StatusReport {
         timezone: config.schedule.timezone.to_string(),
         next_run: config.schedule.next_run(now).map(|t| t.to_rfc3339()),
         closed_today: closed.closed_on(token::ist_day(now)).map(ToString::to_string),
+        probe_cron: config.schedule.probe.as_ref().map(|p| p.cron.clone()),
+        next_probe: config.schedule.probe.as_ref().and_then(|p| {
+            p.parsed
+                .find_next_occurrence(&now.with_timezone(&config.schedule.timezone), false)
+                .ok()
+                .map(|t| t.to_rfc3339())
+        }),
         accounts,
         coordination,
     }
@@ -183,5 +201,8 @@ async fn account_status(
         ready: valid_in_every_sink || due_since.is_none(),
         state_error,
         lease_holder,
+        pins_without_code_in_a_row: facts.guard.pins_without_code_in_a_row,
+        last_locator_fallback: facts.last_locator_fallback.clone(),
+        last_probe: facts.last_probe.clone(),
     }
 }

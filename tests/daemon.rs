@@ -204,3 +204,38 @@ async fn redis_down_at_start_does_not_stop_the_daemon() {
     let (code, _, log) = d.terminate().await;
     assert_eq!(code, 0, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_probes_on_probe_cron_and_reports_in_status_and_metrics() {
+    // A redesigned page (renamed ids): ready, through fallbacks, which the metrics count.
+    let rig = Rig::with_faults(Faults { renamed_ids: true, ..Faults::default() }).await;
+    let d = Daemon::start(
+        &rig,
+        "[schedule]\ncron = \"0 0 0 1 1 *\"\ntimezone = \"Asia/Kolkata\"\non_start = \"never\"\nprobe_cron = \"*/3 * * * * *\"\n",
+    )
+    .await;
+    let ready = wait_for("probe_ready in /metrics", Duration::from_secs(60), || async {
+        metric(&d, "upstox_relogin_probe_ready{account=\"primary\"}").await
+    })
+    .await;
+    assert_eq!(ready, 1.0, "the simulator's page is ready");
+    let (_, body) = d.get("/status").await;
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["probe_cron"], "*/3 * * * * *", "{status}");
+    assert!(status["next_probe"].is_string(), "{status}");
+    let probe = &status["accounts"][0]["last_probe"];
+    assert_eq!(probe["ready"], true, "{status}");
+    let summary = probe["summary"].as_str().unwrap();
+    assert!(summary.contains("fallback label") && summary.contains("update `browser.selectors.mobile_*`"), "{status}");
+    let fallbacks =
+        metric(&d, "upstox_relogin_locator_fallbacks_total{account=\"primary\",step=\"mobile\",element=\"input\"}")
+            .await;
+    assert!(fallbacks.is_some_and(|n| n >= 1.0), "the fallback is counted");
+    let journal = rig.sim.journal();
+    assert_eq!(journal.mobile_submissions, 0, "a probe submits nothing");
+    assert!(journal.totp_submissions.is_empty() && journal.pin_submissions == 0);
+    let (code, _, log) = d.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("probe finished"), "{log}");
+    rig.assert_no_browser_left();
+}

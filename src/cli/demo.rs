@@ -63,6 +63,33 @@ pub struct SimulateArgs {
     /// Fault: the account holder never approves a v3 access-token request.
     #[arg(long)]
     pub never_approve: bool,
+    /// Page habit: every id and class of the login page renamed, labels kept (a redesign).
+    #[arg(long)]
+    pub renamed_ids: bool,
+    /// Page habit: errors as a toast appended to the page, "<message> [<7-digit code>]".
+    #[arg(long)]
+    pub toast_errors: bool,
+    /// Page habit: errors as plain text next to the input (no role=alert).
+    #[arg(long)]
+    pub plain_errors: bool,
+    /// Page habit: the OTP input masked as ddd-ddd.
+    #[arg(long)]
+    pub masked_otp: bool,
+    /// Page habit: "OTP sent to your registered mobile number" after the mobile step.
+    #[arg(long)]
+    pub info_toast_after_mobile: bool,
+    /// Page habit: the PIN input stays disabled this long after it appears.
+    #[arg(long, default_value_t = 0)]
+    pub pin_input_disabled_ms: u64,
+    /// Page habit: an unknown "confirm your device" page after a correct PIN, no code.
+    #[arg(long)]
+    pub interstitial_after_pin: bool,
+    /// Page habit: OTP blocked for 10 minutes [1017078].
+    #[arg(long)]
+    pub otp_blocked: bool,
+    /// Page habit: the dialog answers UDAPI100068 (a wrong client_id/redirect_uri).
+    #[arg(long = "dialog-udapi100068")]
+    pub dialog_udapi100068: bool,
 }
 
 /// `simulate`: serve until SIGINT/SIGTERM.
@@ -80,6 +107,15 @@ pub async fn simulate(args: SimulateArgs) -> ExitStatus {
         date_skew_secs: args.date_skew_secs,
         approve_after_ms: args.approve_after_ms,
         never_approve: args.never_approve,
+        renamed_ids: args.renamed_ids,
+        toast_errors: args.toast_errors,
+        plain_errors: args.plain_errors,
+        masked_otp: args.masked_otp,
+        info_toast_after_mobile: args.info_toast_after_mobile,
+        pin_input_disabled_ms: args.pin_input_disabled_ms,
+        interstitial_after_pin: args.interstitial_after_pin,
+        otp_blocked: args.otp_blocked,
+        dialog_udapi100068: args.dialog_udapi100068,
         ..Faults::default()
     };
     for client in &mut config.clients {

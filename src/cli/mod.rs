@@ -20,10 +20,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Config, LogFormat};
+use crate::config::{self, Account, Config, LogFormat};
 use crate::daemon::{self, DaemonError};
 use crate::error::error_chain;
 use crate::metrics::Metrics;
+use crate::run::page_probe::probe_pages;
 use crate::run::pool::run_accounts;
 use crate::run::{Runner, Trigger, WhenValid};
 use crate::shutdown;
@@ -106,6 +107,17 @@ pub enum Command {
         #[arg(long, default_value = "./upstox-token.demo.json")]
         output: PathBuf,
     },
+    /// Open each account's login dialog and check, typing nothing, that it is ready for a login.
+    Probe {
+        /// Only this account (repeatable).
+        #[arg(long = "account", value_name = "NAME")]
+        accounts: Vec<String>,
+    },
+    /// Clear the lockout guard's facts for an account after a human fixed the cause; says what it reset.
+    ResetGuard {
+        /// The account's `name`.
+        account: String,
+    },
 }
 
 /// Run the parsed command and return its exit status; `console` is the log writer (see `Console`).
@@ -129,6 +141,14 @@ pub async fn execute(cli: Cli, console: Console) -> ExitStatus {
         },
         Command::Token { account } => match load(&cli.config) {
             Ok(config) => token::token(&config, account.as_deref()).await,
+            Err(status) => status,
+        },
+        Command::Probe { accounts } => match load(&cli.config) {
+            Ok(config) => probe(config, &accounts).await,
+            Err(status) => status,
+        },
+        Command::ResetGuard { account } => match load(&cli.config) {
+            Ok(config) => reset_guard(config, &account).await,
             Err(status) => status,
         },
         Command::Simulate(args) => demo::simulate(args).await,
@@ -164,23 +184,30 @@ fn runner(config: Arc<Config>) -> Result<Runner, ExitStatus> {
     })
 }
 
-async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid, console: &Console) -> ExitStatus {
+/// The accounts named in `selected` (all when empty), or a usage error naming the unknown ones.
+fn select_accounts<'a>(config: &'a Config, selected: &[String]) -> Result<Vec<&'a Account>, ExitStatus> {
     let unknown: Vec<String> =
         selected.iter().filter(|n| !config.accounts.iter().any(|a| &a.name == *n)).map(|n| format!("`{n}`")).collect();
     if !unknown.is_empty() {
         let known: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
         let what = if unknown.len() == 1 { "no account named" } else { "no accounts named" };
         eprintln!("error: {what} {} (configured: {})", unknown.join(", "), known.join(", "));
-        return ExitStatus::Usage;
+        return Err(ExitStatus::Usage);
     }
+    Ok(config.accounts.iter().filter(|a| selected.is_empty() || selected.contains(&a.name)).collect())
+}
+
+async fn login(config: Arc<Config>, selected: &[String], when_valid: WhenValid, console: &Console) -> ExitStatus {
+    let accounts = match select_accounts(&config, selected) {
+        Ok(a) => a,
+        Err(status) => return status,
+    };
     print_warnings(&config);
     let runner = match runner(Arc::clone(&config)) {
         Ok(r) => Arc::new(r),
         Err(status) => return status,
     };
     crate::login::browser::sweep_stale_profiles();
-    let accounts: Vec<_> =
-        config.accounts.iter().filter(|a| selected.is_empty() || selected.contains(&a.name)).collect();
     if accounts.iter().any(|a| a.may_request_token()) {
         serve_notifier(&runner, &accounts).await;
     }
@@ -249,6 +276,72 @@ async fn serve_notifier(runner: &Arc<Runner>, accounts: &[&config::Account]) {
             "{}: when it {when}, Upstox asks the account holder to approve the request (Upstox app, WhatsApp message, or the developer apps page); this command waits up to {wait}s for the token at POST http://{}{}",
             account.name, server.listen, server.notifier_path
         );
+    }
+}
+
+/// `probe`: one line per account; 0 when every selected account is ready.
+async fn probe(config: Arc<Config>, selected: &[String]) -> ExitStatus {
+    let accounts = match select_accounts(&config, selected) {
+        Ok(a) => a,
+        Err(status) => return status,
+    };
+    let runner = match runner(Arc::clone(&config)) {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
+    crate::login::browser::sweep_stale_profiles();
+    let work = probe_pages(&runner, &accounts, |done| println!("{}: {}", done.account.name, done.summary()));
+    tokio::select! {
+        results = work => {
+            if results.iter().all(|r| r.ready()) { ExitStatus::Success } else { ExitStatus::Failure }
+        }
+        signal = shutdown::signal() => {
+            eprintln!("interrupted by {signal}; browser closed");
+            ExitStatus::Failure
+        }
+    }
+}
+
+/// `reset-guard ACCOUNT`: clear the lockout guard's facts and say what they were.
+async fn reset_guard(config: Arc<Config>, name: &str) -> ExitStatus {
+    if let Err(status) = select_accounts(&config, &[name.to_owned()]) {
+        return status;
+    }
+    let runner = match runner(config) {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
+    match runner.coordinator().reset_guard(name).await {
+        Ok(Some(before)) => {
+            let mut what = Vec::new();
+            if before.pins_without_code_in_a_row > 0 {
+                what.push(format!("{} PIN submission(s) without a code in a row", before.pins_without_code_in_a_row));
+            }
+            if let (Some(day), n) = (before.pin_day, before.pin_submissions)
+                && n > 0
+            {
+                what.push(format!("{n} PIN submission(s) without a code on {day} (IST)"));
+            }
+            if let Some(day) = before.pin_rejected_day {
+                what.push(format!("the rejected-PIN mark of {day} (IST)"));
+            }
+            if what.is_empty() {
+                println!("{name}: the lockout guard had nothing recorded; nothing to reset");
+            } else {
+                println!("{name}: lockout guard reset: cleared {}", what.join(", "));
+            }
+            ExitStatus::Success
+        }
+        Ok(None) => {
+            eprintln!(
+                "error: a login of `{name}` is in progress (here or on another replica); try again when it has finished"
+            );
+            ExitStatus::Failure
+        }
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitStatus::Failure
+        }
     }
 }
 

@@ -71,8 +71,24 @@ pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
         if let Some(holder) = &a.lease_holder {
             println!("  being logged in now by {holder}");
         }
-        if a.pin_submissions_today > 0 {
-            println!("  PIN submissions without a code today: {}", a.pin_submissions_today);
+        if a.pin_submissions_today > 0 || a.pins_without_code_in_a_row > 0 {
+            println!(
+                "  PIN submissions without a code: {} today, {} in a row (no PIN is tried at 4; `reset-guard` clears)",
+                a.pin_submissions_today, a.pins_without_code_in_a_row
+            );
+        }
+        if let Some(f) = &a.last_locator_fallback {
+            println!(
+                "  WARNING: at {} the {} of step `{}` was found only by {} (`{}` matched nothing): update `browser.selectors`",
+                f.at.to_rfc3339(),
+                f.element,
+                f.step,
+                f.matched,
+                f.configured
+            );
+        }
+        if let Some(p) = &a.last_probe {
+            println!("  last probe {}: {}", p.at.to_rfc3339(), p.summary);
         }
     }
     exit

@@ -100,6 +100,15 @@ pub struct ScheduleConfig {
     pub market: MarketDay,
     /// When the daemon re-checks published tokens (`schedule.recheck_*`).
     pub recheck: Recheck,
+    /// `schedule.probe_cron`: when the daemon probes every account's login page (see `probe`); `None` is off.
+    pub probe: Option<ProbeSchedule>,
+}
+
+/// `schedule.probe_cron`, validated like `schedule.cron` (six fields, seconds first, in `schedule.timezone`).
+#[derive(Debug, Clone)]
+pub struct ProbeSchedule {
+    pub cron: String,
+    pub parsed: croner::Cron,
 }
 
 impl ScheduleConfig {
@@ -252,6 +261,8 @@ pub enum Fallback {
 pub struct Account {
     /// `[a-z0-9_-]+`, unique.
     pub name: String,
+    /// The entry's position in `[[accounts]]` (0-based), so messages can name its keys (`accounts[0].client_id`).
+    pub index: usize,
     pub app: OAuthApp,
     pub method: Method,
     /// `Fallback::None` whenever `method` is `TokenRequest`.
@@ -270,14 +281,77 @@ impl Account {
     }
 }
 
+impl Account {
+    /// The config key of one of this account's fields, as validation spells it: `accounts[0].client_id`.
+    pub fn key(&self, field: &str) -> String {
+        format!("accounts[{}].{field}", self.index)
+    }
+}
+
 /// An Upstox API app, as registered on Upstox's developer console: all the token exchange needs to know.
 #[derive(Debug, Clone)]
 pub struct OAuthApp {
     /// The app's API key.
     pub client_id: String,
     pub client_secret: ClientSecret,
-    /// Registered redirect URI; Upstox compares it as a string [doc].
-    pub redirect_uri: Url,
+    /// Registered redirect URI, kept exactly as configured: Upstox compares it as a string [doc].
+    pub redirect_uri: RedirectUri,
+}
+
+/// A registered redirect URI: the configured string, sent to Upstox byte for byte (the dialog's query and the token
+/// form; Upstox compares it as a string with the registered one [doc]), and its parsed form, for recognising the
+/// redirect in the browser, whose address bar shows its own normalised spelling (`http://127.0.0.1:9` comes back
+/// as `http://127.0.0.1:9/?code=…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectUri {
+    original: String,
+    parsed: Url,
+}
+
+/// Why a `redirect_uri` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectUriError {
+    #[error("not a URL ({0})")]
+    NotAUrl(url::ParseError),
+    #[error("must be an http(s) URL, got scheme `{0}`")]
+    Scheme(String),
+    #[error("must not have a fragment (`#…`): OAuth forbids it (RFC 6749 §3.1.2)")]
+    Fragment,
+    #[error("has leading or trailing whitespace, which would be sent to Upstox as part of the URL")]
+    Whitespace,
+}
+
+impl RedirectUri {
+    /// Validate `configured` without rewriting it: an absolute http(s) URL, no fragment, no surrounding whitespace.
+    pub fn parse(configured: &str) -> Result<Self, RedirectUriError> {
+        if configured.trim() != configured {
+            return Err(RedirectUriError::Whitespace);
+        }
+        let parsed = Url::parse(configured).map_err(RedirectUriError::NotAUrl)?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(RedirectUriError::Scheme(parsed.scheme().to_owned()));
+        }
+        if configured.contains('#') || parsed.fragment().is_some() {
+            return Err(RedirectUriError::Fragment);
+        }
+        Ok(Self { original: configured.to_owned(), parsed })
+    }
+
+    /// The configured string, byte for byte: what Upstox receives.
+    pub fn as_str(&self) -> &str {
+        &self.original
+    }
+
+    /// The parsed (normalised) URL: only for comparing with what the browser shows.
+    pub fn url(&self) -> &Url {
+        &self.parsed
+    }
+}
+
+impl std::fmt::Display for RedirectUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.original)
+    }
 }
 
 /// What the user types into the hosted login page. Only the browser login method reads these.

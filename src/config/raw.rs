@@ -102,6 +102,9 @@ pub struct RawSchedule {
     pub recheck_hours: String,
     /// Days (Asia/Kolkata) the re-check runs on: `["Mon", "Tue", …]`.
     pub recheck_days: Vec<String>,
+    /// Six-field cron (like `cron`, in `timezone`) at which the daemon probes every account's login page without
+    /// typing anything (see the `probe` command); empty: never.
+    pub probe_cron: String,
 }
 
 impl Default for RawSchedule {
@@ -120,6 +123,7 @@ impl Default for RawSchedule {
             recheck_interval_secs: 900,
             recheck_hours: "09:15-15:30".into(),
             recheck_days: ["Mon", "Tue", "Wed", "Thu", "Fri"].map(String::from).to_vec(),
+            probe_cron: String::new(),
         }
     }
 }
@@ -226,7 +230,8 @@ pub struct RawLogin {
     pub retry_max_backoff_secs: u64,
     /// Deadline of one run for one account, retries included.
     pub run_deadline_secs: u64,
-    /// PIN submissions per account per IST day before the lockout guard refuses (1..=4; Upstox blocks at 5).
+    /// PIN submissions without a code per account per IST day before the lockout guard refuses (1..=4). Whatever
+    /// the days, at most 4 in a row are ever submitted (Upstox blocks at 5).
     pub max_pin_submissions_per_day: u32,
     /// Wait for the next 30 s TOTP window when fewer seconds than this remain in the current one.
     pub totp_min_remaining_secs: u64,
@@ -244,7 +249,7 @@ impl Default for RawLogin {
             retry_min_backoff_secs: 5,
             retry_max_backoff_secs: 60,
             run_deadline_secs: 600,
-            max_pin_submissions_per_day: 3,
+            max_pin_submissions_per_day: 2,
             totp_min_remaining_secs: 5,
             failure_artifacts_keep: 20,
             approval_timeout_secs: 1800,
@@ -258,7 +263,8 @@ pub struct RawAccount {
     /// `[a-z0-9_-]+`, unique; `{account}` in sink paths and keys.
     pub name: String,
     pub client_id: String,
-    /// Must equal the redirect URL registered for the app, byte for byte. Need not be served by anything.
+    /// Must equal the redirect URL registered for the app, byte for byte (it is sent exactly as written; no
+    /// fragment). Need not be served by anything.
     pub redirect_uri: String,
     /// The 10-digit mobile number the Upstox account logs in with.
     pub mobile: String,

@@ -59,6 +59,13 @@ impl RawConfig {
 
         let cron = super::schedule::validate_cron(&self.schedule.cron).map_err(|m| p.add("schedule.cron", m)).ok();
         let recheck = super::schedule::validate_recheck(&mut p, &self.schedule);
+        let probe = match non_empty(&self.schedule.probe_cron) {
+            None => None,
+            Some(expr) => super::schedule::validate_cron(expr)
+                .map(|parsed| ProbeSchedule { cron: expr.to_owned(), parsed })
+                .map_err(|m| p.add("schedule.probe_cron", m))
+                .ok(),
+        };
         let timezone = self
             .schedule
             .timezone
@@ -110,6 +117,7 @@ impl RawConfig {
                 on_start,
                 market: market.expect("validated"),
                 recheck,
+                probe,
             },
             upstox: UpstoxConfig {
                 authorize_url: authorize_url.expect("validated"),
@@ -297,13 +305,11 @@ fn validate_accounts(p: &mut Problems, raw: &[RawAccount]) -> Vec<Account> {
         if a.client_id.trim().is_empty() {
             p.add(key("client_id"), "must be the API key of your Upstox app");
         }
-        let redirect_uri = match Url::parse(&a.redirect_uri) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
-            Ok(_) | Err(_) => {
-                p.add(key("redirect_uri"), "must be the http(s) redirect URL registered for the app");
-                None
-            }
-        };
+        let redirect_uri = RedirectUri::parse(&a.redirect_uri)
+            .map_err(|e| {
+                p.add(key("redirect_uri"), format!("{e} (it must be the redirect URL registered for the app)"))
+            })
+            .ok();
         let method =
             parse_choice(p, &key("method"), a.method.as_deref(), Method::Browser, "\"browser\" or \"token-request\"");
         let fallback =
@@ -353,6 +359,7 @@ fn validate_accounts(p: &mut Problems, raw: &[RawAccount]) -> Vec<Account> {
         {
             out.push(Account {
                 name: a.name.clone(),
+                index: i,
                 app: OAuthApp {
                     client_id: a.client_id.trim().to_owned(),
                     client_secret: ClientSecret::new(client_secret),

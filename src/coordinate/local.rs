@@ -4,7 +4,7 @@
 use chrono::{DateTime, FixedOffset};
 
 use super::CoordinationError;
-use crate::state::{AccountLock, Attempt, GuardFacts, StateStore};
+use crate::state::{AccountLock, Attempt, GuardFacts, LocatorFallback, ProbeRecord, StateStore};
 
 /// The right to log one account in on this host.
 pub struct LocalPermit<'a> {
@@ -68,6 +68,16 @@ impl<'a> LocalPermit<'a> {
 
     pub(super) fn remember_user_id(&self, user_id: &str) -> Result<(), CoordinationError> {
         self.store.update(&self.account, |s| s.user_id = Some(user_id.to_owned()))?;
+        Ok(())
+    }
+
+    pub(super) fn record_fallback(&self, used: LocatorFallback) -> Result<(), CoordinationError> {
+        self.store.update(&self.account, |s| s.last_locator_fallback = Some(used))?;
+        Ok(())
+    }
+
+    pub(super) fn record_probe(&self, probe: ProbeRecord) -> Result<(), CoordinationError> {
+        self.store.update(&self.account, |s| s.last_probe = Some(probe))?;
         Ok(())
     }
 

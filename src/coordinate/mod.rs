@@ -18,7 +18,7 @@ mod redis;
 use chrono::{DateTime, FixedOffset};
 
 use crate::config::CoordinationConfig;
-use crate::state::{AccountState, Attempt, GuardFacts, StateError, StateStore};
+use crate::state::{AccountState, Attempt, GuardFacts, LocatorFallback, ProbeRecord, StateError, StateStore};
 pub use local::LocalPermit;
 pub use redis::{RedisCoordinator, RedisPermit};
 
@@ -135,6 +135,34 @@ impl Coordinator {
         }
     }
 
+    /// Clear the lockout guard's facts for `account` (a human fixed the cause), returning what they were.
+    /// `Ok(None)`: a login of the account is in progress (here or, with `Redis`, on any replica); nothing changed.
+    pub async fn reset_guard(&self, account: &str) -> Result<Option<GuardFacts>, CoordinationError> {
+        let Acquired::Permit(permit) = self.try_acquire(account).await? else { return Ok(None) };
+        let reset = async {
+            let (before, _) = permit.guard_facts().await?;
+            let Ok(_) = permit
+                .update_guard(|guard, _| {
+                    *guard = GuardFacts::default();
+                    Ok::<(), std::convert::Infallible>(())
+                })
+                .await?;
+            Ok(before)
+        }
+        .await;
+        permit.release().await;
+        reset.map(Some)
+    }
+
+    /// Keep how the last probe of `account` went. `Ok(false)`: a login of the account is in progress, so the record
+    /// was not written (writing beside it could undo its lockout count).
+    pub async fn record_probe(&self, account: &str, probe: ProbeRecord) -> Result<bool, CoordinationError> {
+        let Acquired::Permit(permit) = self.try_acquire(account).await? else { return Ok(false) };
+        let recorded = permit.record_probe(probe).await;
+        permit.release().await;
+        recorded.map(|()| true)
+    }
+
     /// The kind and where the facts live, for `status` (never a password).
     pub fn describe(&self) -> CoordinatorInfo {
         match self {
@@ -218,6 +246,22 @@ impl Permit<'_> {
         match self {
             Permit::Local(p) => p.remember_user_id(user_id),
             Permit::Redis(p) => p.remember_user_id(user_id).await,
+        }
+    }
+
+    /// Keep the last time an element was found only by a fallback locator (`status` shows it).
+    pub async fn record_fallback(&self, used: LocatorFallback) -> Result<(), CoordinationError> {
+        match self {
+            Permit::Local(p) => p.record_fallback(used),
+            Permit::Redis(p) => p.record_fallback(used).await,
+        }
+    }
+
+    /// Keep how the last probe of the account went (`Coordinator::record_probe`).
+    async fn record_probe(&self, probe: ProbeRecord) -> Result<(), CoordinationError> {
+        match self {
+            Permit::Local(p) => p.record_probe(probe),
+            Permit::Redis(p) => p.record_probe(probe).await,
         }
     }
 

@@ -27,7 +27,7 @@ use super::CoordinationError;
 use crate::config::RedisCoordination;
 use crate::error::error_chain;
 use crate::redis_link::{RedisLink, redact_url};
-use crate::state::{AccountState, Attempt, GuardFacts};
+use crate::state::{AccountState, Attempt, GuardFacts, LocatorFallback, ProbeRecord};
 
 /// KEYS: lease. ARGV: owner, TTL ms. {1, '', 0} taken; {0, holder, ms left} held by someone else.
 const ACQUIRE: &str = r"
@@ -89,6 +89,10 @@ struct SharedFacts {
     user_id: Option<String>,
     /// As `AccountState::fallback_slot_end`: one fallback per slot across every replica.
     fallback_slot_end: Option<DateTime<FixedOffset>>,
+    /// As `AccountState::last_locator_fallback`.
+    last_locator_fallback: Option<LocatorFallback>,
+    /// As `AccountState::last_probe`.
+    last_probe: Option<ProbeRecord>,
 }
 
 impl SharedFacts {
@@ -204,6 +208,8 @@ impl RedisCoordinator {
             last_totp_step: facts.last_totp_step,
             user_id: facts.user_id,
             fallback_slot_end: facts.fallback_slot_end,
+            last_locator_fallback: facts.last_locator_fallback,
+            last_probe: facts.last_probe,
         })
     }
 
@@ -360,6 +366,25 @@ impl RedisPermit {
             .await?;
         let Ok(_) = changed;
         Ok(())
+    }
+
+    /// Set one field of the facts (compare-and-set, as every change).
+    async fn set(&self, set: impl Fn(&mut SharedFacts) + Send) -> Result<(), CoordinationError> {
+        let Ok(_) = self
+            .change_facts(|f| {
+                set(f);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn record_fallback(&self, used: LocatorFallback) -> Result<(), CoordinationError> {
+        self.set(|f| f.last_locator_fallback = Some(used.clone())).await
+    }
+
+    pub(super) async fn record_probe(&self, probe: ProbeRecord) -> Result<(), CoordinationError> {
+        self.set(|f| f.last_probe = Some(probe.clone())).await
     }
 
     pub(super) fn location(&self) -> String {

@@ -111,6 +111,20 @@ fn account_section(a: &AccountStatus, now: DateTime<Utc>) -> Markup {
                 @if a.pin_submissions_today > 0 {
                     " · PIN submissions without a code today: " (a.pin_submissions_today)
                 }
+                @if a.pins_without_code_in_a_row > 0 {
+                    " · in a row: " (a.pins_without_code_in_a_row) " (none is tried at 4)"
+                }
+            }
+            @if let Some(f) = &a.last_locator_fallback {
+                p.fallback {
+                    strong { "Selector out of date: " }
+                    "the " (f.element) " of step " code { (f.step) } " was found only by " (f.matched) " ("
+                    code { (f.configured) } " matched nothing, " (when(&f.at.to_rfc3339())) "): update "
+                    code { "browser.selectors" }
+                }
+            }
+            @if let Some(p) = &a.last_probe {
+                p.muted { "Last probe " (when(&p.at.to_rfc3339())) ": " (p.summary) }
             }
             @if let Some(error) = &a.state_error {
                 p.token { strong { "State cannot be read: " } (error) }
@@ -237,8 +251,19 @@ mod tests {
                 ready: true,
                 state_error: None,
                 lease_holder: None,
+                pins_without_code_in_a_row: 2,
+                last_locator_fallback: Some(crate::state::LocatorFallback {
+                    at,
+                    step: "pin".into(),
+                    element: "input".into(),
+                    configured: "#pinCode".into(),
+                    matched: "label \"Enter 6-digit PIN\"".into(),
+                }),
+                last_probe: Some(crate::state::ProbeRecord { at, ready: true, summary: "ready: <b>".into() }),
             }],
             closed_today: None,
+            probe_cron: None,
+            next_probe: None,
             coordination: crate::status::CoordinationStatus {
                 kind: "local",
                 store: "/var/lib/upstox-relogin/accounts".into(),
@@ -260,6 +285,8 @@ mod tests {
         assert!(page.contains("href=\"failures/20261128T030041.000Z-primary-pin.png\""));
         assert!(!page.contains("<script>alert"), "error text is escaped");
         assert!(page.contains("&lt;script&gt;alert(1)"));
+        assert!(page.contains("Selector out of date") && page.contains("#pinCode"), "the fallback use is shown");
+        assert!(page.contains("in a row: 2") && page.contains("Last probe") && page.contains("ready: &lt;b&gt;"));
         let later = DateTime::parse_from_rfc3339("2026-11-29T04:00:00+05:30").unwrap().with_timezone(&Utc);
         assert!(render(&report(), later).into_string().contains("no valid token"));
     }

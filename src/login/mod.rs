@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Account, BrowserConfig, UpstoxConfig};
 use crate::oauth::{AuthorizationRequest, ExchangeError, TokenResponse, UpstoxApi};
 use crate::totp::{TotpError, TotpGenerator};
-use browser::{ArtifactStore, BrowserError, FlowInputs};
+use browser::{ArtifactStore, BrowserError, FlowInputs, ProbeReport};
 pub use token_request::{SendTime, TokenRequestError, TokenRequestLogin};
 
 /// The timed parts of a run, as metrics labels (`login_duration_seconds{step}`) and in `status`.
@@ -82,7 +82,7 @@ pub(crate) fn record(timings: &mut Vec<StepTiming>, account: &str, step: Step, s
 }
 
 /// Facts a login method reports as they happen; the caller persists them before the method goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginEvent {
     /// About to type the code of this TOTP time step (30 s steps since the Unix epoch).
     TotpStepUsed(u64),
@@ -92,6 +92,20 @@ pub enum LoginEvent {
     CodeReceived,
     /// A v3 access-token request was sent; the method now waits for the account holder's approval until `until`.
     ApprovalRequested { until: chrono::DateTime<chrono::Utc> },
+    /// An element of the page was found only by a fallback locator: the configured selector needs an update.
+    LocatorFallback(FallbackUsed),
+}
+
+/// A page element found by a fallback locator instead of its configured selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackUsed {
+    pub step: Step,
+    /// `input` or `button`.
+    pub element: &'static str,
+    /// The configured selector that matched nothing visible.
+    pub configured: String,
+    /// What matched instead, e.g. `label "Enter 6-digit PIN"`.
+    pub matched: String,
 }
 
 /// Why the observer stopped a login before it acted (the lockout guard said no, or its record could not be kept).
@@ -145,8 +159,8 @@ pub enum LoginError {
     NoCredentials,
 }
 
-fn advice(a: Option<&str>) -> String {
-    a.map(|a| format!(" (fix: {a})")).unwrap_or_default()
+fn advice(a: Option<impl AsRef<str>>) -> String {
+    a.map(|a| format!(" (fix: {})", a.as_ref())).unwrap_or_default()
 }
 
 fn exchange_advice(e: &ExchangeError) -> Option<&'static str> {
@@ -166,6 +180,18 @@ impl LoginError {
             LoginError::TotpSecret(_) | LoginError::NoCredentials => true,
             // A person is in the loop: never pester them with a second request within one run.
             LoginError::TokenRequest { .. } => true,
+        }
+    }
+
+    /// The page, not the credentials, stopped the login (bot block, a page this program no longer understands, a
+    /// login page that could not be loaded): another method may still work. See `BrowserError::is_page_reason`.
+    pub fn is_page_reason(&self) -> bool {
+        match self {
+            LoginError::Browser { error } => error.is_page_reason(),
+            LoginError::Exchange { .. }
+            | LoginError::TotpSecret(_)
+            | LoginError::NoCredentials
+            | LoginError::TokenRequest { .. } => false,
         }
     }
 }
@@ -225,6 +251,27 @@ impl LoginMethod {
             LoginMethod::TokenRequest(_) => {}
         }
     }
+
+    /// Check, typing nothing, that the account's login page is ready for a login (see `browser::probe`), in a
+    /// browser holding `slot` (see `uses_browser`). `Ok(None)`: this method has no login page to check (the token
+    /// request).
+    pub async fn probe(
+        &self,
+        upstox: &UpstoxConfig,
+        account: &Account,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<Option<ProbeReport>, LoginError> {
+        match self {
+            LoginMethod::Browser(method) => {
+                let request = AuthorizationRequest::new(&upstox.authorize_url, &account.app);
+                browser::probe(method, slot, &request, &account.name, account.index)
+                    .await
+                    .map(Some)
+                    .map_err(|e| LoginError::Browser { error: Box::new(e) })
+            }
+            LoginMethod::TokenRequest(_) => Ok(None),
+        }
+    }
 }
 
 /// The browser login method's settings, built once per process.
@@ -247,6 +294,7 @@ impl BrowserLogin {
         let request = AuthorizationRequest::new(&ctx.upstox.authorize_url, &account.app);
         let inputs = FlowInputs {
             account: &account.name,
+            account_index: account.index,
             request: &request,
             credentials,
             totp: &totp,

@@ -18,11 +18,12 @@ use crate::config::Account;
 use crate::config::{Fallback, Method};
 use crate::coordinate::Permit;
 use crate::error::error_chain;
-use crate::login::browser::{BrowserError, PageRejection};
+use crate::login::browser::{BrowserError, RejectionKind};
 use crate::login::guard::Refusal;
 use crate::login::{IssuedToken, LoginContext, LoginError, LoginEvent, SendTime, Veto, guard, token_request};
 use crate::notify::Event;
 use crate::oauth::{ExchangeError, UpstoxError};
+use crate::state::LocatorFallback;
 use crate::token;
 
 /// A clock further than this from Upstox's gets a warning: TOTP codes near a window's edge start failing.
@@ -163,7 +164,7 @@ impl Runner {
         account: &Account,
         clock: &RunClock,
     ) -> Result<IssuedToken, RunError> {
-        let day = token::ist_day(Utc::now());
+        let day = token::ist_day(self.clock.now());
         let cap = self.config.login.max_pin_submissions_per_day;
         let (facts, last_totp_step) = permit.guard_facts().await?;
         if let Err(refusal) = guard::check(&facts, day, cap) {
@@ -181,7 +182,7 @@ impl Runner {
             send_time: SendTime::Now,
             browser_slot,
         };
-        let mut observe = observer(permit, day, cap);
+        let mut observe = self.observer(permit, account, day, cap);
         let result = self.browser.login(ctx, &mut observe).await;
         let timings = match &result {
             Ok(issued) => &issued.timings,
@@ -196,10 +197,8 @@ impl Runner {
             Err(failure) => failure,
         };
         if let LoginError::Browser { error } = &failure.error
-            && let BrowserError::Rejected {
-                rejection: PageRejection::WrongPin(_) | PageRejection::AccountBlocked(_),
-                ..
-            } = error.as_ref()
+            && let BrowserError::Rejected { rejection, .. } = error.as_ref()
+            && matches!(rejection.kind, RejectionKind::WrongPin | RejectionKind::AccountLocked)
         {
             let Ok(_) = permit
                 .update_guard(|g, _| {
@@ -220,48 +219,64 @@ fn answered<'a>(answer: Result<(), Veto>) -> BoxFuture<'a, Result<(), Veto>> {
 /// The observer that persists what a login reports, through the permit, before the login acts: the TOTP step
 /// about to be typed; for a PIN, the guard's rule checked against the current facts and the count raised in one
 /// atomic change (so replicas sharing the facts never pass the cap together); the reset once a code arrived.
-fn observer<'p>(
-    permit: &'p Permit<'_>,
-    day: NaiveDate,
-    cap: u32,
-) -> impl FnMut(LoginEvent) -> BoxFuture<'p, Result<(), Veto>> + Send + 'p {
-    move |event| {
-        Box::pin(async move {
-            let persisted = match event {
-                LoginEvent::TotpStepUsed(step) => {
-                    permit
-                        .update_guard(|_, last| {
-                            *last = Some(step);
-                            Ok::<(), Refusal>(())
-                        })
-                        .await
+impl Runner {
+    /// The run's side of `LoginEvent`: every TOTP step and PIN is persisted through `permit` before the browser
+    /// acts, and the guard's rule is checked again, atomically with the count, before the PIN click.
+    fn observer<'p>(
+        &'p self,
+        permit: &'p Permit<'_>,
+        account: &'p Account,
+        day: NaiveDate,
+        cap: u32,
+    ) -> impl FnMut(LoginEvent) -> BoxFuture<'p, Result<(), Veto>> + Send + 'p {
+        move |event| {
+            Box::pin(async move {
+                let persisted = match event {
+                    LoginEvent::TotpStepUsed(step) => {
+                        permit
+                            .update_guard(|_, last| {
+                                *last = Some(step);
+                                Ok::<(), Refusal>(())
+                            })
+                            .await
+                    }
+                    LoginEvent::PinSubmitting => {
+                        permit
+                            .update_guard(|g, _| {
+                                guard::check(g, day, cap)?;
+                                guard::pin_submitted(g, day);
+                                Ok(())
+                            })
+                            .await
+                    }
+                    LoginEvent::CodeReceived => {
+                        permit
+                            .update_guard(|g, _| {
+                                guard::code_received(g);
+                                Ok::<(), Refusal>(())
+                            })
+                            .await
+                    }
+                    LoginEvent::LocatorFallback(used) => {
+                        self.metrics.locator_fallback(&account.name, used.step.as_str(), used.element);
+                        let record = LocatorFallback {
+                            at: token::ist(self.clock.now()),
+                            step: used.step.as_str().to_owned(),
+                            element: used.element.to_owned(),
+                            configured: used.configured,
+                            matched: used.matched,
+                        };
+                        return permit.record_fallback(record).await.map_err(|e| Veto(error_chain(&e)));
+                    }
+                    LoginEvent::ApprovalRequested { .. } => return Ok(()),
+                };
+                match persisted {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(refusal)) => Err(Veto(refusal.to_string())),
+                    Err(e) => Err(Veto(format!("cannot persist the lockout counter: {}", error_chain(&e)))),
                 }
-                LoginEvent::PinSubmitting => {
-                    permit
-                        .update_guard(|g, _| {
-                            guard::check(g, day, cap)?;
-                            g.pin_submissions = g.pin_submissions_on(day) + 1;
-                            g.pin_day = Some(day);
-                            Ok(())
-                        })
-                        .await
-                }
-                LoginEvent::ApprovalRequested { .. } => return Ok(()),
-                LoginEvent::CodeReceived => {
-                    permit
-                        .update_guard(|g, _| {
-                            g.pin_submissions = 0;
-                            Ok::<(), Refusal>(())
-                        })
-                        .await
-                }
-            };
-            match persisted {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(refusal)) => Err(Veto(refusal.to_string())),
-                Err(e) => Err(Veto(format!("cannot persist the lockout counter: {}", error_chain(&e)))),
-            }
-        })
+            })
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 mod attempts;
 mod gauges;
 mod outcome;
+pub mod page_probe;
 pub mod pool;
 pub mod preflight;
 pub mod probe;
@@ -28,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
+use crate::clock::Clock;
 use crate::config::{Account, Config};
 use crate::coordinate::{Acquired, Coordinator, Permit};
 use crate::error::error_chain;
@@ -71,6 +73,8 @@ pub struct Runner {
     calendar: Calendar,
     /// The bound on browsers alive at once (`browser.max_sessions`), shared by every run of this runner.
     slots: BrowserSlots,
+    /// The day the lockout guard counts for, and the time facts are recorded at.
+    clock: Clock,
 }
 
 impl Runner {
@@ -106,7 +110,14 @@ impl Runner {
             step_log: StepLog::default(),
             calendar,
             slots,
+            clock: Clock::System,
         })
+    }
+
+    /// Read `clock` instead of the system's (tests move a manual clock across days instead of waiting).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The Upstox API client (for the notifier webhook's verification too), built on first use on a blocking

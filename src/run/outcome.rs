@@ -7,7 +7,7 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::coordinate::CoordinationError;
 use crate::error::error_chain;
-use crate::login::browser::{BrowserError, PageRejection};
+use crate::login::browser::{BrowserError, RejectionKind};
 use crate::login::guard::Refusal;
 use crate::login::{LoginError, SendTime, StepTiming, TokenRequestError};
 use crate::oauth::ExchangeError;
@@ -155,6 +155,7 @@ pub enum RunError {
 
 fn guard_hint(refusal: &Refusal, location: &str) -> String {
     match refusal {
+        Refusal::InARow { .. } => format!(" (the count is kept in `{location}`)"),
         Refusal::PinRejectedToday { .. } => {
             format!(". Fix the PIN, then delete `pin_rejected_day` from `{location}` or wait for tomorrow")
         }
@@ -187,6 +188,9 @@ impl RunError {
         match self {
             RunError::Guard { refusal: Refusal::PinRejectedToday { .. }, location, .. } => {
                 Some(format!("fix the PIN, then delete `pin_rejected_day` from `{location}` or wait for tomorrow"))
+            }
+            RunError::Guard { refusal: Refusal::InARow { .. }, account, .. } => {
+                Some(format!("check the PIN and the screenshots, then run `upstox-relogin reset-guard {account}`"))
             }
             RunError::Guard { refusal: Refusal::CapReached { .. }, .. } => {
                 Some("wait for tomorrow (IST), after checking the PIN and TOTP secret".into())
@@ -238,16 +242,22 @@ impl RunError {
 fn login_class(error: &LoginError) -> FailureClass {
     match error {
         LoginError::Browser { error } => match error.as_ref() {
-            BrowserError::Rejected { rejection, .. } => match rejection {
-                PageRejection::WrongPin(_) => FailureClass::WrongPin,
-                PageRejection::TotpRejected(_) => FailureClass::TotpRejected,
-                PageRejection::WrongMobile(_) => FailureClass::WrongMobile,
-                PageRejection::AccountBlocked(_) => FailureClass::AccountBlocked,
-                PageRejection::Other(_) => FailureClass::PageRejected,
+            BrowserError::Rejected { rejection, .. } => match rejection.kind {
+                RejectionKind::WrongPin => FailureClass::WrongPin,
+                RejectionKind::TotpRejected => FailureClass::TotpRejected,
+                RejectionKind::WrongMobile => FailureClass::WrongMobile,
+                RejectionKind::AccountLocked => FailureClass::AccountBlocked,
+                RejectionKind::OtpBlocked => FailureClass::OtpBlocked,
+                RejectionKind::StartAgain | RejectionKind::SomethingWentWrong | RejectionKind::Unrecognised => {
+                    FailureClass::PageRejected
+                }
             },
             BrowserError::BotBlocked { .. } => FailureClass::BotBlocked,
-            BrowserError::ElementTimeout { .. } => FailureClass::PageChanged,
-            BrowserError::RedirectTimeout { .. } => FailureClass::OutcomeUnknown,
+            BrowserError::ElementTimeout { .. } | BrowserError::PageChanged { .. } => FailureClass::PageChanged,
+            BrowserError::RedirectTimeout { .. } | BrowserError::PinOutcomeUnknown { .. } => {
+                FailureClass::OutcomeUnknown
+            }
+            BrowserError::DialogRefused { .. } => FailureClass::DialogRefused,
             BrowserError::Redirect(_) => FailureClass::Redirect,
             BrowserError::Vetoed { .. } => FailureClass::Guard,
             _ => FailureClass::Browser,
@@ -272,7 +282,7 @@ fn login_fix(error: &LoginError) -> Option<String> {
                 "look at the newest failure screenshot; if the page changed, update `browser.selectors.{step}_*`"
             )),
             BrowserError::Vetoed { .. } => Some("see the lockout guard's reason above".into()),
-            other => other.advice().map(str::to_owned),
+            other => other.advice(),
         },
         LoginError::Exchange { error: ExchangeError::Refused(u) } => u.advice().map(str::to_owned),
         LoginError::Exchange { .. } => None,

@@ -105,48 +105,16 @@ impl Rig {
 
     /// `cli` with extra environment variables (e.g. `RUST_LOG`).
     pub async fn cli_env(&self, config: &Path, args: &[&str], env: &[(&str, &str)]) -> CliRun {
-        let started = Instant::now();
-        let output = self.command(config, args, env).output().await.expect("binary runs");
-        let run = CliRun { output, elapsed: started.elapsed() };
-        self.assert_no_browser_left();
-        run
+        run_binary(&self.path("tmp"), config, args, env).await
     }
 
     pub fn command(&self, config: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upstox-relogin"));
-        cmd.arg("--config").arg(config).args(args).env("TMPDIR", self.path("tmp")).env_remove("UPSTOX_RELOGIN_CONFIG");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.kill_on_drop(true);
-        cmd
+        binary_command(&self.path("tmp"), config, args, env)
     }
 
-    /// No process mentions this rig's TMPDIR (Chromium's `--user-data-dir` lives there), none runs with a TMPDIR
-    /// inside it (chromedriver's cmdline names no path, its environment does), and the dir is empty.
-    ///
-    /// Processes that were just killed take a moment to go, and Chromium's crashpad handlers (in a session of their
-    /// own, so outside the process group that teardown kills) exit only once Chromium has: this polls for up to
-    /// `LEFTOVER_GRACE` before failing.
+    /// See `assert_no_browser_left_in`.
     pub fn assert_no_browser_left(&self) {
-        const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
-        let tmp = self.path("tmp");
-        let needle = tmp.display().to_string();
-        let deadline = Instant::now() + LEFTOVER_GRACE;
-        loop {
-            let survivors = processes_mentioning(&needle);
-            let spawned = processes_with_tmpdir_under(&tmp);
-            let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
-            if survivors.is_empty() && spawned.is_empty() && left.is_empty() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                assert!(survivors.is_empty(), "browser processes left behind: {survivors:?}");
-                assert!(spawned.is_empty(), "processes with a per-login TMPDIR left behind (pid, name): {spawned:?}");
-                panic!("profile dirs left behind in {}: {left:?}", tmp.display());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert_no_browser_left_in(&self.path("tmp"));
     }
 
     /// Publish a plausible earlier token document (generation 41, unexpired, but unknown to the simulator, so a
@@ -192,6 +160,81 @@ impl Rig {
     pub fn read_token(&self) -> serde_json::Value {
         let bytes = std::fs::read(self.token_path()).expect("token file exists");
         serde_json::from_slice(&bytes).expect("token file is JSON")
+    }
+}
+
+/// A scratch directory (config, state_dir, tokens, and the child's TMPDIR under `tmp/`) for tests that bring their
+/// own Upstox stand-in instead of the simulator.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        require_browser();
+        let dir = tempfile::Builder::new().prefix("relogin-test-").tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        Scratch { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write_config(&self, toml: &str) -> PathBuf {
+        let path = self.path("config.toml");
+        std::fs::write(&path, toml).unwrap();
+        path
+    }
+
+    pub async fn cli(&self, config: &Path, args: &[&str]) -> CliRun {
+        run_binary(&self.path("tmp"), config, args, &[]).await
+    }
+}
+
+/// The binary with `--config config args`, `TMPDIR=tmp`, killed if dropped.
+pub fn binary_command(tmp: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upstox-relogin"));
+    cmd.arg("--config").arg(config).args(args).env("TMPDIR", tmp).env_remove("UPSTOX_RELOGIN_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// Run the binary to its end and assert that nothing it spawned survives.
+pub async fn run_binary(tmp: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) -> CliRun {
+    let started = Instant::now();
+    let output = binary_command(tmp, config, args, env).output().await.expect("binary runs");
+    let run = CliRun { output, elapsed: started.elapsed() };
+    assert_no_browser_left_in(tmp);
+    run
+}
+
+/// No process mentions `tmp` (Chromium's `--user-data-dir` lives there), none runs with a TMPDIR inside it
+/// (chromedriver's cmdline names no path, its environment does), and the dir is empty.
+///
+/// Processes that were just killed take a moment to go, and Chromium's crashpad handlers (in a session of their
+/// own, so outside the process group that teardown kills) exit only once Chromium has: this polls for up to
+/// `LEFTOVER_GRACE` before failing.
+pub fn assert_no_browser_left_in(tmp: &Path) {
+    const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
+    let needle = tmp.display().to_string();
+    let deadline = Instant::now() + LEFTOVER_GRACE;
+    loop {
+        let survivors = processes_mentioning(&needle);
+        let spawned = processes_with_tmpdir_under(tmp);
+        let left: Vec<_> = std::fs::read_dir(tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+        if survivors.is_empty() && spawned.is_empty() && left.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            assert!(survivors.is_empty(), "browser processes left behind: {survivors:?}");
+            assert!(spawned.is_empty(), "processes with a per-login TMPDIR left behind (pid, name): {spawned:?}");
+            panic!("profile dirs left behind in {}: {left:?}", tmp.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -241,3 +241,44 @@ fn max_sessions_defaults_to_two_and_refuses_zero() {
     let msg = problems(&format!("{VALID}\n[browser]\nmax_sessions = 0"));
     assert!(msg.contains("`browser.max_sessions`: expected at least 1"), "{msg}");
 }
+
+#[test]
+fn redirect_uri_is_kept_byte_for_byte_and_a_fragment_is_refused() {
+    let c = load_str(&VALID.replace("http://127.0.0.1:5000/cb", "http://127.0.0.1:9"));
+    let app = &c.unwrap().accounts[0].app;
+    assert_eq!(app.redirect_uri.as_str(), "http://127.0.0.1:9", "not normalised to a trailing slash");
+    assert_eq!(app.redirect_uri.url().as_str(), "http://127.0.0.1:9/");
+    let c = load_str(&VALID.replace("http://127.0.0.1:5000/cb", "HTTP://LocalHost:5000/a/../cb?x=1%2f"));
+    assert_eq!(c.unwrap().accounts[0].app.redirect_uri.as_str(), "HTTP://LocalHost:5000/a/../cb?x=1%2f");
+    for bad in ["http://127.0.0.1:5000/cb#frag", "http://127.0.0.1:5000/cb#", " http://127.0.0.1:5000/cb"] {
+        let msg = problems(&VALID.replace("http://127.0.0.1:5000/cb", bad));
+        assert!(msg.contains("`accounts[0].redirect_uri`"), "{bad}: {msg}");
+    }
+    let msg = problems(&VALID.replace("http://127.0.0.1:5000/cb", "http://127.0.0.1:5000/cb#x"));
+    assert!(msg.contains("fragment"), "{msg}");
+    let msg = problems(&VALID.replace("http://127.0.0.1:5000/cb", "ftp://127.0.0.1/cb"));
+    assert!(msg.contains("http(s)"), "{msg}");
+}
+
+#[test]
+fn accounts_know_their_index_for_messages() {
+    let two = VALID.to_owned()
+        + &VALID[VALID.find("[[accounts]]").unwrap()..VALID.find("[[sinks]]").unwrap()].replace("primary", "second");
+    let c = load_str(&two).unwrap();
+    assert_eq!(c.accounts[1].key("client_id"), "accounts[1].client_id");
+    assert_eq!(c.accounts[0].index, 0);
+}
+
+#[test]
+fn probe_cron_is_off_by_default_and_validated() {
+    assert!(load_str(VALID).unwrap().schedule.probe.is_none());
+    let c = load_str(&format!("{VALID}\n[schedule]\nprobe_cron = \"0 0 8 * * Mon-Fri\"")).unwrap();
+    assert_eq!(c.schedule.probe.unwrap().cron, "0 0 8 * * Mon-Fri");
+    let msg = problems(&format!("{VALID}\n[schedule]\nprobe_cron = \"0 8 * * *\""));
+    assert!(msg.contains("`schedule.probe_cron`: expected 6 fields"), "{msg}");
+}
+
+#[test]
+fn pin_cap_defaults_to_two() {
+    assert_eq!(load_str(VALID).unwrap().login.max_pin_submissions_per_day, 2);
+}

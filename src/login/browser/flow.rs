@@ -1,42 +1,40 @@
-//! The login steps as data, and the one interpreter that walks them.
+//! The login steps and the one interpreter that walks them: mobile → TOTP → PIN → the redirect's code.
 //!
-//! A step is "wait for this input (or the page's error text), type this value, wait for that button to be enabled,
-//! click it". After the last step the interpreter polls the browser's URL until it reaches `redirect_uri` with a
-//! `code` (the target is usually unreachable; only the URL matters). Every wait polls a condition with a deadline;
-//! none sleeps for a fixed time, except the deliberate wait for a fresh TOTP window. The interpreter reports a PIN
-//! submission *before* clicking, so the lockout count survives a crash at the worst moment.
+//! Each step waits for its input (found by the configured selector or a fallback, and enabled: a briefly disabled
+//! input is a wait, not an error), types, waits for its enabled button, marks the page and clicks. The outcome of a
+//! click is read from the whole page (`page`): the step succeeded when the next step's input (or, after the PIN,
+//! the redirect) appears; it failed when the page did not advance and a newly shown message says why. Known
+//! refusals stop at once; a message this program does not know stops once it has stood for `UNKNOWN_SETTLE`.
+//!
+//! A PIN is reported to the observer *before* the click (the lockout count survives a crash at the worst moment),
+//! and once it is clicked, any outcome other than a code or a known refusal ends the account's attempts for the
+//! run (`PinOutcomeUnknown`): a PIN is never resubmitted into the unknown. Every wait polls with a deadline; none
+//! sleeps for a fixed time, except the deliberate wait for a fresh TOTP window.
 
 use std::time::{Duration, Instant};
 
-use fantoccini::error::CmdError;
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::artifacts::Scrub;
+use super::commands::{failed, not_dispatched, session_gone, tolerate, transient};
+use super::page::{Found, LocatedBy, PageReader, Snapshot};
+use super::verdict::{
+    EXCERPT, PAGE_SETTLE, Settle, Unknown, arrival_timeout, first_page_problem, page_changed, scrub, scrub_page,
+};
 use super::webdriver::Browser;
-use super::{BrowserError, PageRejection};
-use crate::config::{Credentials, Selectors, StepSelectors};
-use crate::login::{BrowserLogin, LoginEvent, Observer, Step, StepTiming, record};
+use super::{BrowserError, PageRejection, RejectionKind};
+use crate::config::{Credentials, StepSelectors};
+use crate::login::{BrowserLogin, FallbackUsed, LoginEvent, Observer, Step, StepTiming, record};
 use crate::oauth::AuthorizationRequest;
 use crate::secret::AuthCode;
 use crate::totp::{self, TotpGenerator, TotpPlan};
 
-/// One page of the hosted login: the step, and where its input and button are.
-#[derive(Debug, Clone)]
-struct PageStep {
-    step: Step,
-    input: String,
-    submit: String,
-}
-
-fn page_steps(s: &Selectors) -> [PageStep; 3] {
-    let page = |step, sel: &StepSelectors| PageStep { step, input: sel.input.clone(), submit: sel.submit.clone() };
-    [page(Step::Mobile, &s.mobile), page(Step::Otp, &s.otp), page(Step::Pin, &s.pin)]
-}
-
 /// What one browser login types and where it goes.
 pub struct FlowInputs<'a> {
     pub account: &'a str,
+    /// The account's position in `[[accounts]]`, for messages naming its keys.
+    pub account_index: usize,
     /// The dialog URL with its `state`, and the redirect URI the code comes back to.
     pub request: &'a AuthorizationRequest,
     pub credentials: &'a Credentials,
@@ -73,7 +71,17 @@ pub async fn login(
         Err(error) => return Err(FlowFailure { error, timings }),
     };
     record(&mut timings, inputs.account, Step::Browser, started);
-    let mut run = Run { settings, inputs, client: browser.client(), timings, current: Step::Dialog };
+    let credentials = inputs.credentials;
+    let mut run = Run {
+        settings,
+        inputs,
+        client: browser.client(),
+        reader: PageReader::new(&settings.browser.selectors),
+        secrets: vec![credentials.pin.expose().to_owned(), credentials.mobile.clone()],
+        timings,
+        current: Step::Dialog,
+        reported: Vec::new(),
+    };
     let result = run.walk(observe).await;
     let timings = std::mem::take(&mut run.timings);
     match result {
@@ -82,10 +90,15 @@ pub async fn login(
             settings.teardowns.spawn(browser.close());
             Ok(LoginOutcome { code, timings })
         }
-        Err(error) => {
-            let credentials = inputs.credentials;
-            let scrub = Scrub::new(vec![credentials.pin.expose().to_owned(), credentials.mobile.clone()]);
-            settings.artifacts.capture(browser.client(), inputs.account, run.current.as_str(), &scrub).await;
+        Err(mut error) => {
+            // Whatever the error quotes from the page, nothing typed goes out with it.
+            scrub_page(&mut error, &run.secrets);
+            let scrub = Scrub::new(run.secrets.clone());
+            let written =
+                settings.artifacts.capture(browser.client(), inputs.account, run.current.as_str(), &scrub).await;
+            if let Some(png) = written.into_iter().find(|p| p.extension().is_some_and(|e| e == "png")) {
+                error.attach_screenshot(png);
+            }
             browser.close().await;
             Err(FlowFailure { error, timings })
         }
@@ -96,66 +109,80 @@ struct Run<'a> {
     settings: &'a BrowserLogin,
     inputs: &'a FlowInputs<'a>,
     client: &'a Client,
+    reader: PageReader,
+    /// Values typed into the page (PIN, mobile, TOTP codes): removed from any text this login reports.
+    secrets: Vec<String>,
     timings: Vec<StepTiming>,
     /// The step in progress, for artifacts and messages.
     current: Step,
+    /// Fallback uses already reported in this login: (step, element).
+    reported: Vec<(Step, &'static str)>,
 }
 
-/// The result of one poll of the page.
-enum Seen<T> {
+/// How an input is typed into: one the page has just rendered is empty (no `clear` round trip); one that held a value
+/// (a rejected TOTP, an input the page re-rendered meanwhile) is cleared first.
+#[derive(Clone, Copy)]
+enum Typing {
+    Fresh,
+    Replace,
+}
+
+/// Why the PIN's click failed: known not to have reached the page, or perhaps it did.
+enum PinClick {
+    NotSent(BrowserError),
+    MaybeSent(BrowserError),
+}
+
+/// One poll's verdict.
+enum Verdict<T> {
     Ready(T),
-    Rejected(PageRejection),
-    Waiting,
+    Fail(BrowserError),
+    Wait,
 }
 
 impl Run<'_> {
     async fn walk(&mut self, observe: &mut Observer<'_>) -> Result<AuthCode, BrowserError> {
         let started = Instant::now();
         self.client.goto(self.inputs.request.url.as_str()).await.map_err(failed(Step::Dialog, "goto"))?;
-        let steps = page_steps(&self.settings.browser.selectors);
-        let mut last_totp = self.inputs.last_totp_step;
-        let mut step_started = started;
-        // The input that signalled the previous step's success, reused rather than looked up again.
-        let mut found = None;
-        for (i, step) in steps.iter().enumerate() {
-            self.current = step.step;
-            let input = match found.take() {
-                Some(input) => input,
-                None => self.wait_for_input(step, i == 0).await?,
-            };
-            if i == 0 {
-                record(&mut self.timings, self.inputs.account, Step::Dialog, started);
-                step_started = Instant::now();
+        let mobile = self.arrive(Step::Mobile).await?;
+        record(&mut self.timings, self.inputs.account, Step::Dialog, started);
+
+        let step_started = Instant::now();
+        self.current = Step::Mobile;
+        let number = self.inputs.credentials.mobile.clone();
+        self.type_into(Step::Mobile, mobile, &number, Typing::Fresh, observe).await?;
+        self.click(Step::Mobile, observe).await?;
+        let otp = self.outcome(Step::Mobile, Step::Otp).await?;
+        record(&mut self.timings, self.inputs.account, Step::Mobile, step_started);
+
+        let step_started = Instant::now();
+        self.current = Step::Otp;
+        let pin = self.submit_totp(otp, observe).await?;
+        record(&mut self.timings, self.inputs.account, Step::Otp, step_started);
+
+        let step_started = Instant::now();
+        self.current = Step::Pin;
+        let value = self.inputs.credentials.pin.expose().to_owned();
+        self.type_into(Step::Pin, pin, &value, Typing::Fresh, observe).await?;
+        let button = self.enabled_button(Step::Pin, observe).await?;
+        observe(LoginEvent::PinSubmitting)
+            .await
+            .map_err(|veto| BrowserError::Vetoed { step: Step::Pin, reason: veto.0 })?;
+        // From here on the PIN may be in: anything but a code or a known refusal is an unknown outcome.
+        let code = match self.click_pin(&button).await {
+            Ok(()) => self.wait_for_redirect().await,
+            // Known not to have reached the page: an ordinary (retryable) failure.
+            Err(PinClick::NotSent(e)) => return Err(e),
+            Err(PinClick::MaybeSent(e)) => Err(e),
+        };
+        let code = match code {
+            Ok(code) => code,
+            Err(e) if e.is_permanent() => return Err(e),
+            Err(cause) => {
+                let page = self.page_excerpt().await;
+                return Err(BrowserError::PinOutcomeUnknown { cause: Box::new(cause), page, screenshot: None });
             }
-            let next = steps.get(i + 1);
-            match step.step {
-                Step::Mobile => self.type_and_submit(&input, step, &self.inputs.credentials.mobile).await?,
-                Step::Otp => {
-                    // invariant: `steps` puts the PIN step after the TOTP step
-                    let next = next.expect("a step follows the TOTP step");
-                    found = Some(self.submit_totp(&input, step, next, &mut last_totp, observe).await?);
-                }
-                // The PIN (`page_steps` yields mobile, otp and pin only).
-                _ => {
-                    type_fresh(&input, step.step, self.inputs.credentials.pin.expose()).await?;
-                    let button = self.wait_for_enabled(step).await?;
-                    observe(LoginEvent::PinSubmitting)
-                        .await
-                        .map_err(|veto| BrowserError::Vetoed { step: Step::Pin, reason: veto.0 })?;
-                    button.click().await.map_err(failed(step.step, "click"))?;
-                }
-            }
-            if let Some(next) = next {
-                if found.is_none() {
-                    self.current = next.step;
-                    found = Some(self.wait_for_next(step, next).await?);
-                    self.current = step.step;
-                }
-                record(&mut self.timings, self.inputs.account, step.step, step_started);
-                step_started = Instant::now();
-            }
-        }
-        let code = self.wait_for_redirect().await?;
+        };
         // Before anything else can fail: the PIN ended with a code, so it no longer counts towards a lockout.
         if let Err(veto) = observe(LoginEvent::CodeReceived).await {
             tracing::warn!(account = self.inputs.account, reason = %veto, "could not record that the PIN ended with a code");
@@ -164,29 +191,24 @@ impl Run<'_> {
         Ok(code)
     }
 
-    /// Type the TOTP of a fresh window; on the first "Invalid OTP", once more in the next window. Returns the
-    /// next step's input, whose appearance is the success signal.
-    async fn submit_totp(
-        &mut self,
-        input: &fantoccini::elements::Element,
-        step: &PageStep,
-        next: &PageStep,
-        last_used: &mut Option<u64>,
-        observe: &mut Observer<'_>,
-    ) -> Result<fantoccini::elements::Element, BrowserError> {
+    /// Type the TOTP of a fresh window; on the first "Invalid OTP", once more in the next window. Returns the PIN
+    /// input, whose appearance is the success signal.
+    async fn submit_totp(&mut self, mut input: Found, observe: &mut Observer<'_>) -> Result<Found, BrowserError> {
+        let mut last_used = self.inputs.last_totp_step;
         for attempt in 0..2 {
-            let code = self.fresh_totp(last_used, observe).await?;
-            if attempt == 0 {
-                type_fresh(input, step.step, code.code.expose()).await?;
-            } else {
-                retype(input, step.step, code.code.expose()).await?;
-                clear_error_text(self.client, &self.settings.browser.selectors.error).await;
+            let code = self.fresh_totp(&mut last_used, observe).await?;
+            self.secrets.push(code.code.expose().to_owned());
+            if attempt == 1 {
+                input = self.arrive(Step::Otp).await?;
             }
-            let button = self.wait_for_enabled(step).await?;
-            button.click().await.map_err(failed(step.step, "click"))?;
-            match self.wait_for_next(step, next).await {
-                Err(BrowserError::Rejected { rejection: PageRejection::TotpRejected(text), .. }) if attempt == 0 => {
-                    tracing::warn!(account = self.inputs.account, message = %text, "TOTP rejected; retrying once in the next window");
+            let typing = if attempt == 0 { Typing::Fresh } else { Typing::Replace };
+            self.type_into(Step::Otp, input.clone(), code.code.expose(), typing, observe).await?;
+            self.click(Step::Otp, observe).await?;
+            match self.outcome(Step::Otp, Step::Pin).await {
+                Err(BrowserError::Rejected { rejection, .. })
+                    if attempt == 0 && rejection.kind == RejectionKind::TotpRejected =>
+                {
+                    tracing::warn!(account = self.inputs.account, message = %rejection.text, "TOTP rejected; retrying once in the next window");
                 }
                 other => return other,
             }
@@ -194,20 +216,279 @@ impl Run<'_> {
         unreachable!("the loop returns on the second attempt")
     }
 
-    /// Wait for `next`'s input after submitting `step`: its appearance is the success signal of `step` (the URL is
-    /// no signal: the app pushStates it before the backend has answered); a page error ends the wait.
-    async fn wait_for_next(
+    /// Wait until `step`'s input is on the page and enabled (the first page: also read dialog errors, bot blocks,
+    /// browser error pages).
+    async fn arrive(&mut self, step: Step) -> Result<Found, BrowserError> {
+        let index = self.inputs.account_index;
+        let selectors = self.selectors(step).clone();
+        let mut settle = Settle::default();
+        let outcome = self
+            .watch(&[step], Some(step), |page, now| {
+                if let Some(problem) = first_page_problem(page, step, index) {
+                    return Verdict::Fail(problem);
+                }
+                if let Some(input) = page.input(step) {
+                    return if input.enabled { Verdict::Ready(input.clone()) } else { Verdict::Wait };
+                }
+                if settle.unchanged_for(page, now) >= PAGE_SETTLE && page.inputs > 0 {
+                    return Verdict::Fail(page_changed(step, "input", &selectors.input, page));
+                }
+                Verdict::Wait
+            })
+            .await?;
+        outcome.map_err(|last| arrival_timeout(step, &selectors, last, self.settings.browser.step_timeout))
+    }
+
+    /// Type `value` (never logged) into `input`, clearing it first for `Typing::Replace`. An input that is briefly
+    /// disabled or not yet interactable is waited for, found again if the page replaced it, and then cleared.
+    async fn type_into(
+        &mut self,
+        step: Step,
+        mut input: Found,
+        value: &str,
+        mut typing: Typing,
+        observe: &mut Observer<'_>,
+    ) -> Result<(), BrowserError> {
+        self.report_fallback(step, "input", &input.by, observe).await;
+        let deadline = Instant::now() + self.settings.browser.step_timeout;
+        loop {
+            let cleared = match typing {
+                Typing::Fresh => Ok(()),
+                Typing::Replace => input.element.clear().await,
+            };
+            let typed = match cleared {
+                Ok(()) => input.element.send_keys(value).await,
+                Err(e) => Err(e),
+            };
+            match typed {
+                Ok(()) => return Ok(()),
+                Err(e) if session_gone(&e) => return Err(failed(step, "send_keys")(e)),
+                Err(e) if transient(&e) && Instant::now() < deadline => {
+                    tracing::debug!(step = step.as_str(), error = %e, "input not interactable yet; waiting");
+                    input = self.arrive(step).await?;
+                    typing = Typing::Replace;
+                }
+                Err(e) => return Err(failed(step, "send_keys")(e)),
+            }
+        }
+    }
+
+    /// Wait for `step`'s button to be enabled, mark the page, click.
+    async fn click(&mut self, step: Step, observe: &mut Observer<'_>) -> Result<(), BrowserError> {
+        let button = self.enabled_button(step, observe).await?;
+        self.mark(step).await?;
+        button.element.click().await.map_err(failed(step, "click"))
+    }
+
+    /// Mark and click the PIN's button. A click the browser refused before dispatching it ("intercepted", "not
+    /// interactable") is known not to have sent the PIN; every other failure may have.
+    async fn click_pin(&mut self, button: &Found) -> Result<(), PinClick> {
+        self.mark(Step::Pin).await.map_err(PinClick::NotSent)?;
+        match button.element.click().await {
+            Ok(()) => Ok(()),
+            Err(e) if !session_gone(&e) && not_dispatched(&e) => Err(PinClick::NotSent(failed(Step::Pin, "click")(e))),
+            Err(e) => Err(PinClick::MaybeSent(failed(Step::Pin, "click")(e))),
+        }
+    }
+
+    async fn mark(&self, step: Step) -> Result<(), BrowserError> {
+        self.reader.mark(self.client).await.map_err(failed(step, "execute"))
+    }
+
+    /// `step`'s submit button once it is enabled (it may stay disabled until the input is valid).
+    async fn enabled_button(&mut self, step: Step, observe: &mut Observer<'_>) -> Result<Found, BrowserError> {
+        let selectors = self.selectors(step).clone();
+        let mut settle = Settle::default();
+        let outcome = self
+            .watch(&[step], Some(step), |page, now| match page.button(step) {
+                Some(button) if button.enabled => Verdict::Ready(button.clone()),
+                Some(_) => Verdict::Wait,
+                None if settle.unchanged_for(page, now) >= PAGE_SETTLE => {
+                    Verdict::Fail(page_changed(step, "button", &selectors.submit, page))
+                }
+                None => Verdict::Wait,
+            })
+            .await?;
+        let button = match outcome {
+            Ok(button) => button,
+            Err(Some(page)) if page.button(step).is_none() => {
+                return Err(page_changed(step, "button", &selectors.submit, &page));
+            }
+            Err(last) => {
+                // Disabled all along: the page's own validation refused the value, and may say why.
+                let said = last.iter().flat_map(|p| &p.messages).find_map(|m| {
+                    PageRejection::read(&m.text, chrono::Utc::now()).filter(|r| r.kind != RejectionKind::Unrecognised)
+                });
+                return Err(match said {
+                    Some(rejection) => {
+                        BrowserError::Rejected { step, rejection: self.scrubbed(rejection), screenshot: None }
+                    }
+                    None => BrowserError::ElementTimeout {
+                        step,
+                        selector: format!("{} (enabled)", selectors.submit),
+                        timeout: self.settings.browser.step_timeout,
+                    },
+                });
+            }
+        };
+        self.report_fallback(step, "button", &button.by, observe).await;
+        Ok(button)
+    }
+
+    /// After `step`'s click: `next`'s input (success), or the message that says why the page did not advance.
+    async fn outcome(&mut self, step: Step, next: Step) -> Result<Found, BrowserError> {
+        let mut unknown = Unknown::default();
+        let secrets = self.secrets.clone();
+        let outcome = self
+            .watch(&[step, next], Some(step), |page, now| {
+                if let Some(input) = page.input(next) {
+                    return Verdict::Ready(input.clone());
+                }
+                if let Some(title) = page.bot_block() {
+                    return Verdict::Fail(BrowserError::BotBlocked { title });
+                }
+                match unknown.read(page, now, &secrets) {
+                    Some(rejection) => Verdict::Fail(BrowserError::Rejected { step, rejection, screenshot: None }),
+                    None => Verdict::Wait,
+                }
+            })
+            .await?;
+        let selectors = self.selectors(next).clone();
+        outcome.map_err(|last| match last {
+            Some(page) if page.input(step).is_none() && !page.text.is_empty() => {
+                let mut changed = page_changed(next, "input", &selectors.input, &page);
+                scrub_page(&mut changed, &self.secrets);
+                changed
+            }
+            page => BrowserError::NoAnswer {
+                step,
+                timeout: self.settings.browser.step_timeout,
+                page: page.map(|p| scrub(&p.excerpt(EXCERPT), &self.secrets)).unwrap_or_default(),
+            },
+        })
+    }
+
+    /// After the PIN's click: poll the browser's URL until it is `redirect_uri` with a code, reading the page for a
+    /// refusal meanwhile.
+    async fn wait_for_redirect(&mut self) -> Result<AuthCode, BrowserError> {
+        let request = self.inputs.request;
+        let deadline = Instant::now() + self.settings.browser.step_timeout;
+        let mut interval = self.interval();
+        let mut unknown = Unknown::default();
+        loop {
+            interval.tick().await;
+            if let Some(current) = tolerate(Step::Pin, "current_url", self.client.current_url().await)?
+                && let Some(code) = request.read_redirect(current.as_str())?
+            {
+                return Ok(code);
+            }
+            let page =
+                tolerate(Step::Pin, "execute", self.reader.snapshot(self.client, &[Step::Pin], Some(Step::Pin)).await)?;
+            if let Some(page) = page {
+                // Blocks have been reported right after PIN + OTP too, not only on the first page.
+                if let Some(title) = page.bot_block() {
+                    return Err(BrowserError::BotBlocked { title });
+                }
+                if let Some(rejection) = unknown.read(&page, Instant::now(), &self.secrets) {
+                    return Err(BrowserError::Rejected { step: Step::Pin, rejection, screenshot: None });
+                }
+            }
+            if Instant::now() >= deadline {
+                let last = self.client.current_url().await.map(|mut u| {
+                    u.set_query(None);
+                    u.to_string()
+                });
+                return Err(BrowserError::RedirectTimeout {
+                    redirect_uri: request.redirect_uri.to_string(),
+                    timeout: self.settings.browser.step_timeout,
+                    last_url: last.unwrap_or_else(|_| "unknown".into()),
+                });
+            }
+        }
+    }
+
+    /// Poll the page until `decide` says ready or fail, or the step timeout passes: `Ok(Err(last))` then, with the
+    /// last snapshot taken. A snapshot that fails (the page mid-navigation) is a wait; a lost session is an error.
+    async fn watch<T>(
         &self,
-        step: &PageStep,
-        next: &PageStep,
-    ) -> Result<fantoccini::elements::Element, BrowserError> {
-        let (name, next_input) = (step.step, next.input.as_str());
-        self.poll(
-            step.step,
-            next_input,
-            |c| async move { tolerate(name, "find", c.find(Locator::Css(next_input)).await) },
-        )
-        .await
+        want: &[Step],
+        focus: Option<Step>,
+        mut decide: impl FnMut(&Snapshot, Instant) -> Verdict<T>,
+    ) -> Result<Result<T, Option<Snapshot>>, BrowserError> {
+        let deadline = Instant::now() + self.settings.browser.step_timeout;
+        let mut interval = self.interval();
+        let step = focus.unwrap_or(Step::Dialog);
+        let mut last = None;
+        loop {
+            interval.tick().await;
+            if let Some(page) = tolerate(step, "execute", self.reader.snapshot(self.client, want, focus).await)? {
+                match decide(&page, Instant::now()) {
+                    Verdict::Ready(v) => return Ok(Ok(v)),
+                    Verdict::Fail(mut e) => {
+                        scrub_page(&mut e, &self.secrets);
+                        return Err(e);
+                    }
+                    Verdict::Wait => last = Some(page),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(Err(last));
+            }
+        }
+    }
+
+    fn interval(&self) -> tokio::time::Interval {
+        let mut interval = tokio::time::interval(self.settings.browser.poll_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    }
+
+    fn selectors(&self, step: Step) -> &StepSelectors {
+        let s = &self.settings.browser.selectors;
+        match step {
+            Step::Otp => &s.otp,
+            Step::Pin => &s.pin,
+            _ => &s.mobile,
+        }
+    }
+
+    fn scrubbed(&self, mut rejection: PageRejection) -> PageRejection {
+        rejection.text = scrub(&rejection.text, &self.secrets);
+        rejection
+    }
+
+    /// The page's visible text now (secrets removed), for errors after the PIN.
+    async fn page_excerpt(&self) -> String {
+        match self.reader.snapshot(self.client, &[], None).await {
+            Ok(page) => scrub(&page.excerpt(EXCERPT), &self.secrets),
+            Err(_) => "unreadable".into(),
+        }
+    }
+
+    /// Warn (once per login) and tell the observer when an element was found only by a fallback.
+    async fn report_fallback(&mut self, step: Step, element: &'static str, by: &LocatedBy, observe: &mut Observer<'_>) {
+        let LocatedBy::Fallback(matched) = by else { return };
+        // A label may quote what the page knows ("OTP sent to 98765…"): never log a typed value.
+        let matched = scrub(matched, &self.secrets);
+        if self.reported.contains(&(step, element)) {
+            return;
+        }
+        self.reported.push((step, element));
+        let s = self.selectors(step);
+        let (key, configured) =
+            if element == "button" { ("submit", s.submit.clone()) } else { ("input", s.input.clone()) };
+        tracing::warn!(
+            account = self.inputs.account,
+            step = step.as_str(),
+            element,
+            configured = %configured,
+            matched = %matched,
+            "`browser.selectors.{step}_{key}` matched nothing; found the {element} by {matched}: update the selector before this fallback stops matching too"
+        );
+        let used = FallbackUsed { step, element, configured, matched };
+        if let Err(veto) = observe(LoginEvent::LocatorFallback(used)).await {
+            tracing::debug!(reason = %veto, "could not record the fallback use");
+        }
     }
 
     async fn fresh_totp(
@@ -235,250 +516,8 @@ impl Run<'_> {
             }
         }
     }
-
-    async fn type_and_submit(
-        &self,
-        input: &fantoccini::elements::Element,
-        step: &PageStep,
-        value: &str,
-    ) -> Result<(), BrowserError> {
-        type_fresh(input, step.step, value).await?;
-        let button = self.wait_for_enabled(step).await?;
-        button.click().await.map_err(failed(step.step, "click"))
-    }
-
-    async fn wait_for_input(
-        &self,
-        step: &PageStep,
-        first: bool,
-    ) -> Result<fantoccini::elements::Element, BrowserError> {
-        let (name, selector) = (step.step, step.input.as_str());
-        self.poll(step.step, &step.input, |c| async move {
-            if let Some(el) = tolerate(name, "find", c.find(Locator::Css(selector)).await)? {
-                return Ok(Some(el));
-            }
-            if first {
-                bot_block_check(&c, name).await?;
-            }
-            Ok(None)
-        })
-        .await
-    }
-
-    /// The submit button once it is enabled, in one `find` per poll: `:disabled` is what WebDriver's "is element
-    /// enabled" checks for form controls (fieldset inheritance included); other elements are enabled either way.
-    async fn wait_for_enabled(&self, step: &PageStep) -> Result<fantoccini::elements::Element, BrowserError> {
-        let enabled = format!(":is({}):not(:disabled)", step.submit);
-        let (name, selector) = (step.step, enabled.as_str());
-        self.poll(
-            step.step,
-            &step.submit,
-            |c| async move { tolerate(name, "find", c.find(Locator::Css(selector)).await) },
-        )
-        .await
-    }
-
-    /// Poll `check` until it yields, the page shows an error, or the step timeout passes.
-    async fn poll<T, F, Fut>(&self, step: Step, selector: &str, mut check: F) -> Result<T, BrowserError>
-    where
-        F: FnMut(Client) -> Fut,
-        Fut: Future<Output = Result<Option<T>, BrowserError>>,
-    {
-        let cfg = &self.settings.browser;
-        let deadline = Instant::now() + cfg.step_timeout;
-        let mut interval = tokio::time::interval(cfg.poll_interval);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            match self.look(step, &mut check).await? {
-                Seen::Ready(v) => return Ok(v),
-                Seen::Rejected(rejection) => return Err(BrowserError::Rejected { step, rejection }),
-                Seen::Waiting => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(BrowserError::ElementTimeout {
-                    step,
-                    selector: selector.to_owned(),
-                    timeout: cfg.step_timeout,
-                });
-            }
-        }
-    }
-
-    async fn look<T, F, Fut>(&self, step: Step, check: &mut F) -> Result<Seen<T>, BrowserError>
-    where
-        F: FnMut(Client) -> Fut,
-        Fut: Future<Output = Result<Option<T>, BrowserError>>,
-    {
-        if let Some(v) = check(self.client.clone()).await? {
-            return Ok(Seen::Ready(v));
-        }
-        match error_text(self.client, step, &self.settings.browser.selectors.error).await? {
-            Some(text) => Ok(Seen::Rejected(PageRejection::classify(&text))),
-            None => Ok(Seen::Waiting),
-        }
-    }
-
-    /// Poll the browser's URL until it is `redirect_uri` with a code (or the page shows an error).
-    async fn wait_for_redirect(&self) -> Result<AuthCode, BrowserError> {
-        let request = self.inputs.request;
-        let result = self
-            .poll(Step::Pin, "(redirect)", |c| async move {
-                let Some(current) = tolerate(Step::Pin, "current_url", c.current_url().await)? else {
-                    return Ok(None);
-                };
-                let code = request.read_redirect(current.as_str())?;
-                if code.is_none() {
-                    // Blocks have been reported right after PIN + OTP too, not only on the first page.
-                    bot_block_check(&c, Step::Pin).await?;
-                }
-                Ok(code)
-            })
-            .await;
-        match result {
-            Err(BrowserError::ElementTimeout { timeout, .. }) => {
-                let last = self.client.current_url().await.map(|mut u| {
-                    u.set_query(None);
-                    u.to_string()
-                });
-                Err(BrowserError::RedirectTimeout {
-                    redirect_uri: request.redirect_uri.to_string(),
-                    timeout,
-                    last_url: last.unwrap_or_else(|_| "unknown".into()),
-                })
-            }
-            other => other,
-        }
-    }
-}
-
-/// Fail with `BotBlocked` when the page is a bot-management block ("Access denied", a challenge) instead of the app.
-async fn bot_block_check(client: &Client, step: Step) -> Result<(), BrowserError> {
-    let title = tolerate(step, "title", client.title().await)?.unwrap_or_default();
-    let lower = title.to_lowercase();
-    if ["access denied", "attention required", "just a moment"].iter().any(|m| lower.contains(m)) {
-        return Err(BrowserError::BotBlocked { title });
-    }
-    Ok(())
-}
-
-/// Type `value` (never logged) into an input the page has just rendered, hence empty: no `clear` round trip.
-async fn type_fresh(input: &fantoccini::elements::Element, step: Step, value: &str) -> Result<(), BrowserError> {
-    input.send_keys(value).await.map_err(failed(step, "send_keys"))
-}
-
-/// Clear an input that already holds a value (a rejected TOTP), then type `value` (never logged).
-async fn retype(input: &fantoccini::elements::Element, step: Step, value: &str) -> Result<(), BrowserError> {
-    input.clear().await.map_err(failed(step, "clear"))?;
-    type_fresh(input, step, value).await
-}
-
-/// Map a failed WebDriver command: a lost session is told apart from a command the page refused.
-fn failed(step: Step, action: &'static str) -> impl FnOnce(CmdError) -> BrowserError {
-    move |source| {
-        if session_gone(&source) {
-            BrowserError::SessionLost { step, action, source: Box::new(source) }
-        } else {
-            BrowserError::WebDriver { step, action, source: Box::new(source) }
-        }
-    }
-}
-
-/// The first non-empty visible text among the elements matching the error selector.
-async fn error_text(client: &Client, step: Step, selector: &str) -> Result<Option<String>, BrowserError> {
-    let Some(elements) = tolerate(step, "find_all", client.find_all(Locator::Css(selector)).await)? else {
-        return Ok(None);
-    };
-    for el in elements {
-        if let Some(text) = tolerate(step, "text", el.text().await)? {
-            let text = text.trim();
-            if !text.is_empty() {
-                return Ok(Some(text.to_owned()));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// A polled command's result: a failure means "not yet" (`Ok(None)`: no such element, a stale element, a page
-/// mid-navigation), except when the session itself is gone, which no amount of waiting fixes.
-fn tolerate<T>(step: Step, action: &'static str, result: Result<T, CmdError>) -> Result<Option<T>, BrowserError> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(source) if session_gone(&source) => {
-            Err(BrowserError::SessionLost { step, action, source: Box::new(source) })
-        }
-        Err(_) => Ok(None),
-    }
-}
-
-/// chromedriver is unreachable, or it reports that Chromium or the window is gone.
-fn session_gone(e: &CmdError) -> bool {
-    if e.is_invalid_session_id() || e.is_no_such_window() {
-        return true;
-    }
-    match e {
-        CmdError::Failed(_) | CmdError::FailedC(_) | CmdError::Lost(_) => true,
-        CmdError::Standard(w) => {
-            let message = w.message.to_lowercase();
-            ["not reachable", "disconnected", "session deleted", "tab crashed"].iter().any(|m| message.contains(m))
-        }
-        _ => false,
-    }
-}
-
-/// Blank a previous error message before a deliberate retry, so the old text is not read as the new answer.
-async fn clear_error_text(client: &Client, selector: &str) {
-    let script = "document.querySelectorAll(arguments[0]).forEach(function (e) { e.textContent = ''; });";
-    if let Err(e) = client.execute(script, vec![serde_json::json!(selector)]).await {
-        tracing::debug!(error = %e, "could not clear the error text");
-    }
 }
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use fantoccini::error::{ErrorStatus, WebDriver};
-
-    use super::*;
-
-    fn standard(status: ErrorStatus, message: &'static str) -> CmdError {
-        CmdError::Standard(WebDriver::new(status, message))
-    }
-
-    #[test]
-    fn a_dead_driver_or_browser_ends_the_wait_and_a_missing_element_does_not() {
-        let lost = [
-            CmdError::Lost(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
-            standard(ErrorStatus::InvalidSessionId, "invalid session id"),
-            standard(ErrorStatus::NoSuchWindow, "no such window: target window already closed"),
-            standard(ErrorStatus::UnknownError, "unknown error: chrome not reachable"),
-            standard(ErrorStatus::UnknownError, "disconnected: not connected to DevTools"),
-            standard(ErrorStatus::UnknownError, "session deleted because of page crash"),
-        ];
-        for e in lost {
-            assert!(session_gone(&e), "{e}");
-            assert!(matches!(
-                tolerate::<()>(Step::Pin, "find", Err(e)),
-                Err(BrowserError::SessionLost { step: Step::Pin, .. })
-            ));
-        }
-        let transient = [
-            standard(ErrorStatus::NoSuchElement, "no such element"),
-            standard(ErrorStatus::StaleElementReference, "stale element reference"),
-            standard(ErrorStatus::UnknownError, "unknown error: cannot determine loading status"),
-            CmdError::NotJson("<html>".into()),
-        ];
-        for e in transient {
-            assert!(!session_gone(&e), "{e}");
-            assert!(matches!(tolerate::<()>(Step::Pin, "find", Err(e)), Ok(None)));
-        }
-        assert!(matches!(
-            failed(Step::Otp, "click")(standard(ErrorStatus::ElementNotInteractable, "x")),
-            BrowserError::WebDriver { step: Step::Otp, action: "click", .. }
-        ));
-    }
 }

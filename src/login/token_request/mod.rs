@@ -258,15 +258,11 @@ impl AwaitingApproval<'_> {
 }
 
 /// Whether a failed browser login may fall back to a token request: only when the browser path failed for a page
-/// reason that no browser retry fixes — today the bot-block page. Never after a rejected PIN or TOTP, a blocked
-/// account or a lockout-guard veto: whether approval works on such an account is unknown, and a human must look.
-/// A new page-reason variant of `BrowserError` joins with one line here.
+/// reason (`LoginError::is_page_reason`: a bot-block page, "the login page changed", a login page that could not be
+/// loaded). Never after a rejected PIN or TOTP, a blocked account or a lockout-guard veto: whether approval works on
+/// such an account is unknown, and a human must look.
 pub fn is_page_reason(error: &LoginError) -> bool {
-    use super::browser::BrowserError;
-    match error {
-        LoginError::Browser { error } => matches!(**error, BrowserError::BotBlocked { .. }),
-        _ => false,
-    }
+    error.is_page_reason()
 }
 
 #[cfg(test)]

@@ -44,12 +44,24 @@ fn the_longest_wait_adds_the_deferral_to_the_approval_timeout() {
 fn only_a_page_reason_falls_back() {
     let browser = |e: BrowserError| LoginError::Browser { error: Box::new(e) };
     assert!(is_page_reason(&browser(BrowserError::BotBlocked { title: "Access denied".into() })));
-    let rejected = |r| browser(BrowserError::Rejected { step: Step::Pin, rejection: r });
+    let page_changed = BrowserError::PageChanged {
+        step: Step::Mobile,
+        element: "input",
+        configured: "#mobileNum".into(),
+        page: "".into(),
+        screenshot: None,
+    };
+    assert!(is_page_reason(&browser(page_changed)), "a redesign the fallbacks cannot read");
+    let rejected = |text: &str| {
+        let rejection = PageRejection::read(text, chrono::Utc::now()).unwrap();
+        browser(BrowserError::Rejected { step: Step::Pin, rejection, screenshot: None })
+    };
     for never in [
-        rejected(PageRejection::WrongPin("You have entered an incorrect PIN".into())),
-        rejected(PageRejection::TotpRejected("Invalid OTP".into())),
-        rejected(PageRejection::AccountBlocked("locked".into())),
-        rejected(PageRejection::WrongMobile("not registered".into())),
+        rejected("You have entered an incorrect PIN"),
+        rejected("Invalid OTP"),
+        rejected("Your account has been locked [1017090]"),
+        rejected("Mobile number is not registered"),
+        rejected("OTP is blocked [1017078]"),
         browser(BrowserError::Vetoed { step: Step::Pin, reason: "cap reached".into() }),
         LoginError::NoCredentials,
         LoginError::TokenRequest { error: Box::new(TokenRequestError::Superseded) },
@@ -80,10 +92,11 @@ fn unreachable_api() -> UpstoxApi {
 fn account(client_id: &str) -> Account {
     Account {
         name: "primary".into(),
+        index: 0,
         app: OAuthApp {
             client_id: client_id.into(),
             client_secret: ClientSecret::new("s"),
-            redirect_uri: url::Url::parse("http://127.0.0.1:9/cb").unwrap(),
+            redirect_uri: crate::config::RedirectUri::parse("http://127.0.0.1:9/cb").unwrap(),
         },
         method: Method::TokenRequest,
         fallback: Fallback::None,
