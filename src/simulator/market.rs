@@ -63,6 +63,9 @@ impl OpenExchange {
 
 const EQUITY: [&str; 6] = ["NSE", "NFO", "CDS", "BSE", "BFO", "BCD"];
 
+/// An exchange open on a holiday: its name and its session's start and end, each (hour, minute) IST.
+type OpenSession<'a> = (&'a str, (u32, u32), (u32, u32));
+
 /// A plausible 2026 calendar: national holidays (everything closed, or equity closed with MCX's evening session),
 /// NSE's short-notice election holiday of January 2026, a settlement-only holiday, and the trap: a trading holiday
 /// that closes MCX only.
@@ -74,7 +77,7 @@ pub fn default_holidays() -> Vec<SimHoliday> {
                  description: &str,
                  holiday_type,
                  closed_exchanges: &[&str],
-                 open: &[(&str, (u32, u32), (u32, u32))]| {
+                 open: &[OpenSession]| {
         let day = date(d);
         SimHoliday {
             date: day,
