@@ -116,6 +116,67 @@ async fn generations_rise_across_holders_and_a_lost_lease_changes_nothing() {
     assert_eq!(facts.last_attempt.map(|a| a.result), Some(AttemptResult::Success));
 }
 
+/// Upstox's invariant (at most 4 PINs without a code in a row, whatever the days) is one count for every replica:
+/// four PINs spread over two replicas and three days stop both; `reset-guard` on either clears it for both; the
+/// probe and fallback records the status page shows are shared too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_in_a_row_span_replicas_and_days_until_reset_guard_and_records_are_shared() {
+    use upstox_relogin::login::guard::{self, Refusal};
+    use upstox_relogin::state::{LocatorFallback, ProbeRecord};
+    let redis = RedisServer::start();
+    let ttl = Duration::from_secs(30);
+    let ((a, _a), (b, _b)) = (replica(&redis.url(), ttl), replica(&redis.url(), ttl));
+    let days = ["2026-11-02", "2026-11-03", "2026-11-03", "2026-11-05"].map(|d| d.parse().unwrap());
+    for (i, day) in days.into_iter().enumerate() {
+        let c = if i % 2 == 0 { &a } else { &b };
+        let p = permit(c, "acct").await;
+        let counted = p
+            .update_guard(|g, _| {
+                guard::check(g, day, 2)?;
+                guard::pin_submitted(g, day);
+                Ok::<(), Refusal>(())
+            })
+            .await
+            .unwrap();
+        assert!(counted.is_ok(), "PIN {} of 4 may go in: {counted:?}", i + 1);
+        p.release().await;
+    }
+    let later = "2026-11-20".parse().unwrap();
+    for c in [&a, &b] {
+        let p = permit(c, "acct").await;
+        let (facts, _) = p.guard_facts().await.unwrap();
+        assert_eq!(
+            guard::check(&facts, later, 2),
+            Err(Refusal::InARow { count: 4 }),
+            "a fifth PIN, any day, any replica"
+        );
+        p.release().await;
+    }
+
+    let cleared = b.reset_guard("acct").await.unwrap().expect("no login holds the account");
+    assert_eq!(cleared.pins_without_code_in_a_row, 4, "reset-guard says what it cleared");
+    let facts = a.facts("acct").await.unwrap();
+    assert_eq!(facts.guard, GuardFacts::default(), "replica a sees the reset");
+    // While a login holds the account, reset-guard and the probe record change nothing.
+    let p = permit(&a, "acct").await;
+    assert!(b.reset_guard("acct").await.unwrap().is_none());
+    let at = upstox_relogin::token::ist(chrono::Utc::now());
+    let probe = ProbeRecord { at, ready: true, summary: "ready".into() };
+    assert!(!b.record_probe("acct", probe.clone()).await.unwrap(), "a login holds the account: not written");
+    let used = LocatorFallback {
+        at,
+        step: "pin".into(),
+        element: "input".into(),
+        configured: "#pinCode".into(),
+        matched: "label \"Enter 6-digit PIN\"".into(),
+    };
+    p.record_fallback(used.clone()).await.unwrap();
+    p.release().await;
+    assert!(b.record_probe("acct", probe.clone()).await.unwrap());
+    let facts = a.facts("acct").await.unwrap();
+    assert_eq!((facts.last_probe, facts.last_locator_fallback), (Some(probe), Some(used)), "b's records, read by a");
+}
+
 /// A guard change that refuses at one PIN, as `login::guard` refuses at its cap.
 fn count_pin_under_cap_of_one(g: &mut GuardFacts, _: &mut Option<u64>) -> Result<(), &'static str> {
     if g.pin_submissions >= 1 {
