@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{CliRun, Rig, free_port, http_get, wait_for};
+use support::{CliRun, HookReceiver, Rig, free_port, http_get, wait_for};
 use upstox_relogin::simulator::Faults;
 
 /// A `chromedriver` stand-in that records that it was started, then runs the real one.
@@ -213,7 +213,9 @@ async fn the_daemon_notices_a_revoked_token_and_logs_in_again() {
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[schedule]\non_start = \"if-stale\"\nrecheck_interval_secs = 1\n\
          recheck_hours = \"00:00-23:59\"\nrecheck_days = [\"Mon\", \"Tue\", \"Wed\", \"Thu\", \"Fri\", \"Sat\", \"Sun\"]\n"
     );
-    let config = rig.write_config(&rig.config_toml(&top, ""));
+    let receiver = HookReceiver::start(&[]).await;
+    let hook = format!("[[notifiers]]\ntype = \"webhook\"\nurl = \"{}\"\n", receiver.url("/hook"));
+    let config = rig.write_config(&rig.config_toml(&top, &hook));
     let log = rig.path("daemon.log");
     let mut cmd = rig.command(&config, &["run"], &[]);
     cmd.stdout(Stdio::null()).stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
@@ -258,6 +260,15 @@ async fn the_daemon_notices_a_revoked_token_and_logs_in_again() {
     let took = revoked_at.elapsed();
     let text = read_log();
     assert!(text.contains("Upstox says the published token is invalid") && text.contains("UDAPI100050"), "{text}");
+    // A person hears of it: one `token_invalidated` notification naming the generation that was revoked.
+    let told = wait_for("the token_invalidated notification", Duration::from_secs(10), || async {
+        receiver.requests().into_iter().find(|(_, body)| body["event"] == "token_invalidated").map(|(_, b)| b)
+    })
+    .await;
+    assert_eq!(told["account"], "primary", "{told}");
+    let message = told["message"].as_str().unwrap();
+    assert!(message.contains("generation 1") && message.contains("UDAPI100050"), "{told}");
+    assert!(!message.contains(&token), "never the token: {told}");
     let (status, _) = http_get(&format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
     assert_eq!(status, 200);
     assert!(!text.contains("--force"), "the daemon suggests no flag it does not have:\n{text}");

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use standin::{ErrorStyle, Ids, StandIn, StandInClient, StandInUser, random_client, random_user};
-use support::{CliRun, Rig, Scratch, find_secrets, toml_set};
+use support::{CliRun, HookReceiver, Rig, Scratch, find_secrets, toml_set};
 use upstox_relogin::clock::Clock;
 use upstox_relogin::metrics::Metrics;
 use upstox_relogin::run::{Outcome, RunError, Runner, Trigger, WhenValid};
@@ -146,7 +146,9 @@ async fn standin_renamed_ids_log_in_with_the_default_config_warn_and_show_in_sta
     let si = StandIn::start(vec![client.clone()], vec![user.clone()], Ids::Renamed).await;
     let scratch = Scratch::new();
     let entry = Entry { name: "primary", client: &client, user: &user, pin: user.pin.clone() };
-    let config = scratch.write_config(&standin_config(&scratch, &si, &[entry]));
+    let receiver = HookReceiver::start(&[]).await;
+    let notifier = format!("\n[[notifiers]]\ntype = \"webhook\"\nurl = \"{}\"\n", receiver.url("/hook"));
+    let config = scratch.write_config(&(standin_config(&scratch, &si, &[entry]) + &notifier));
 
     let run = scratch.cli(&config, &["login"]).await;
     eprintln!(
@@ -173,6 +175,13 @@ async fn standin_renamed_ids_log_in_with_the_default_config_warn_and_show_in_sta
         assert!(warned, "a warning names step {step}'s {element}:\n{stderr}");
     }
     assert!(stderr.contains("label \"Enter 6-digit PIN\""), "the warning says what matched:\n{stderr}");
+    // One notification for the six fallbacks of one login (rate-limited per account and kind), naming the fix.
+    let hooks = receiver.requests();
+    assert_eq!(hooks.len(), 1, "{hooks:#?}");
+    let hook = &hooks[0].1;
+    assert_eq!((hook["event"].as_str(), hook["account"].as_str()), (Some("page_changed"), Some("primary")), "{hook}");
+    assert!(hook["message"].as_str().unwrap().contains("found only by"), "{hook}");
+    assert!(hook["fix"].as_str().unwrap().contains("browser.selectors."), "{hook}");
     assert_eq!(si.record().pins.values().sum::<u32>(), 1);
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(scratch.path("tokens/primary.json")).unwrap()).unwrap();
@@ -192,6 +201,9 @@ async fn standin_renamed_ids_log_in_with_the_default_config_warn_and_show_in_sta
     let line = result_line(&probe, "primary");
     assert!(line.contains("ready") && line.contains("fallback label \"Enter mobile number\""), "{line}");
     assert!(line.contains("update `browser.selectors.mobile_*`"), "{line}");
+    let hooks = receiver.requests();
+    assert_eq!(hooks.len(), 2, "the probe tells a person too: {hooks:#?}");
+    assert!(hooks[1].1["message"].as_str().unwrap().contains("fallback label"), "{hooks:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

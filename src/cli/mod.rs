@@ -291,7 +291,7 @@ async fn probe(config: Arc<Config>, selected: &[String]) -> ExitStatus {
     };
     crate::login::browser::sweep_stale_profiles();
     let work = probe_pages(&runner, &accounts, |done| println!("{}: {}", done.account.name, done.summary()));
-    tokio::select! {
+    let status = tokio::select! {
         results = work => {
             if results.iter().all(|r| r.ready()) { ExitStatus::Success } else { ExitStatus::Failure }
         }
@@ -299,7 +299,10 @@ async fn probe(config: Arc<Config>, selected: &[String]) -> ExitStatus {
             eprintln!("interrupted by {signal}; browser closed");
             ExitStatus::Failure
         }
-    }
+    };
+    // A `page_changed` notification may still be on its way out.
+    runner.notifier().close(NOTIFY_GRACE).await;
+    status
 }
 
 /// `reset-guard ACCOUNT`: clear the lockout guard's facts and say what they were.

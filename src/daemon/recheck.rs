@@ -11,6 +11,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{Passes, release_freed_memory};
 use crate::error::error_chain;
+use crate::notify::Event;
 use crate::run::{Trigger, Verdict, WhenValid};
 
 /// After Upstox gave no verdict on a token, the first re-check comes this soon (then doubling, up to the interval).
@@ -42,9 +43,8 @@ impl Passes {
                     }
                     Ok(Verdict::Invalid { generation, reason }) => {
                         warn!(account = %name, generation, %reason, "token re-check: Upstox says the published token is invalid (revoked, e.g. by a logout elsewhere); logging in again");
-                        // NOTIFY (issue 12, ops engineer): fire a `token_invalidated` event here through
-                        // `self.runner.notifier().notify(Event { .. })`, with `account`, `generation` and `reason`;
-                        // the login below then records (and notifies) its own outcome.
+                        // The login below then records (and notifies) its own outcome.
+                        self.runner.notifier().notify(Event::token_invalidated(name, generation, &reason));
                         match self.runner.run(account, WhenValid::LogIn, Trigger::Recheck).await {
                             Ok(o) => info!(account = %name, trigger = %Trigger::Recheck, "{o}"),
                             Err(e) => {

@@ -28,6 +28,8 @@ pub enum EventKind {
     TokenMissingNearOpen,
     /// Retries ran out at the day's login deadline without a token.
     DeadlineMissed,
+    /// The daemon's re-check found the published token invalid (revoked, a logout elsewhere); it logs in again.
+    TokenInvalidated,
 }
 
 impl EventKind {
@@ -40,6 +42,7 @@ impl EventKind {
             EventKind::ApprovalRequested => "approval_requested",
             EventKind::TokenMissingNearOpen => "token_missing_near_open",
             EventKind::DeadlineMissed => "deadline_missed",
+            EventKind::TokenInvalidated => "token_invalidated",
         }
     }
 
@@ -53,6 +56,7 @@ impl EventKind {
             EventKind::ApprovalRequested => "approve the token request",
             EventKind::TokenMissingNearOpen => "no valid token near market open",
             EventKind::DeadlineMissed => "login deadline missed",
+            EventKind::TokenInvalidated => "the published token was invalidated",
         }
     }
 }
@@ -142,6 +146,16 @@ impl Event {
             None => format!("no token by the deadline {}", deadline.format("%H:%M %:z")),
         };
         Event::new(EventKind::DeadlineMissed, account, message)
+    }
+
+    /// The published token of `generation` is no longer accepted by Upstox (`reason`: Upstox's words); a login
+    /// follows at once, and notifies its own outcome.
+    pub fn token_invalidated(account: &str, generation: u64, reason: &str) -> Self {
+        let message = format!(
+            "Upstox no longer accepts the published token (generation {generation}): {reason}; logging in again now"
+        );
+        let fix = "if this repeats, something else logs this account in or out (another tool, the Upstox app's logout)";
+        Event { fix: Some(fix.into()), ..Event::new(EventKind::TokenInvalidated, account, message) }
     }
 
     /// The event as chat text: a title line, the message, the fix (unless the message already says it).

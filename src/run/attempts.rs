@@ -259,6 +259,15 @@ impl Runner {
                     }
                     LoginEvent::LocatorFallback(used) => {
                         self.metrics.locator_fallback(&account.name, used.step.as_str(), used.element);
+                        // Rate-limited per account and kind: one message for the several elements of one login.
+                        let message = format!(
+                            "the {} of step `{}` was found only by {} (`{}` matched nothing); the login went on",
+                            used.element,
+                            used.step.as_str(),
+                            used.matched,
+                            used.configured
+                        );
+                        self.notifier.notify(Event::page_changed(&account.name, used.step.as_str(), message));
                         let record = LocatorFallback {
                             at: token::ist(self.clock.now()),
                             step: used.step.as_str().to_owned(),

@@ -1,6 +1,7 @@
 //! Probing the login page: for each account, open it typing nothing (`LoginMethod::probe`) and keep the verdict in
 //! metrics (`probe_ready{account}`, and `locator_fallbacks_total` when a fallback found the form) and in the
-//! account's facts (`status`). Shared by the `probe` command and the
+//! account's facts (`status`); a page that needs a fallback locator or stops the login is a `page_changed`
+//! notification. Shared by the `probe` command and the
 //! daemon's `schedule.probe_cron`. Never logs in, never touches the lockout guard's counts or a sink.
 
 use super::Runner;
@@ -9,6 +10,7 @@ use crate::config::{Account, Method};
 use crate::error::error_chain;
 use crate::login::browser::{LocatedBy, ProbeReport};
 use crate::login::{LoginError, Step};
+use crate::notify::Event;
 use crate::state::ProbeRecord;
 use crate::token;
 
@@ -69,6 +71,15 @@ impl Runner {
             Err(e) => {
                 tracing::warn!(account = %account.name, error = %error_chain(&e), "cannot store the probe result")
             }
+        }
+        // A person should hear of a page that needs a fallback or stops the login before the morning's run does.
+        let page_trouble = match &outcome.result {
+            Ok(Some(report)) => report.uses_fallback(),
+            Ok(None) => false,
+            Err(e) => e.is_page_reason(),
+        };
+        if page_trouble {
+            self.notifier.notify(Event::page_changed(&account.name, Step::Mobile.as_str(), outcome.summary()));
         }
         match &outcome.result {
             Ok(Some(report)) if report.uses_fallback() => {

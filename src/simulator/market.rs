@@ -73,11 +73,7 @@ pub fn default_holidays() -> Vec<SimHoliday> {
     let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("the default calendar's dates are valid");
     let closed = |list: &[&str]| list.iter().map(|e| (*e).to_owned()).collect::<Vec<_>>();
     let all_closed: Vec<&str> = EQUITY.iter().copied().chain(["MCX"]).collect();
-    let entry = |d: &str,
-                 description: &str,
-                 holiday_type,
-                 closed_exchanges: &[&str],
-                 open: &[OpenSession]| {
+    let entry = |d: &str, description: &str, holiday_type, closed_exchanges: &[&str], open: &[OpenSession]| {
         let day = date(d);
         SimHoliday {
             date: day,
