@@ -21,7 +21,7 @@ mod verify;
 pub use outcome::{Outcome, RunError, Trigger, WhenValid};
 pub use verify::Verdict;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::task::TaskTracker;
@@ -64,7 +64,7 @@ pub struct Runner {
     /// The token requests awaiting approval, shared with the notifier webhook.
     outstanding: Arc<Outstanding>,
     /// Built on first use: `status`, `/status` and an idle daemon never pay for the TLS set-up.
-    api: OnceLock<UpstoxApi>,
+    api: tokio::sync::OnceCell<UpstoxApi>,
     metrics: Arc<Metrics>,
     /// Where run outcomes (and the daemon's deadlines) are told; a no-op without `[[notifiers]]`.
     notifier: Notifier,
@@ -104,7 +104,7 @@ impl Runner {
             browser,
             token_request,
             outstanding,
-            api: OnceLock::new(),
+            api: tokio::sync::OnceCell::new(),
             metrics,
             notifier,
             step_log: StepLog::default(),
@@ -120,20 +120,21 @@ impl Runner {
         self
     }
 
-    /// The Upstox API client (for the notifier webhook's verification too), built on first use on a blocking
+    /// The Upstox API client (for the notifier webhook's verification too), built once, on first use, on a blocking
     /// thread: loading the system's CA certificates takes a while (over a second on a loaded machine), during which
-    /// the runtime's only thread must stay free to renew a held lease.
+    /// the runtime's only thread must stay free to renew a held lease. Concurrent first callers (the clock check
+    /// beside a login) wait for the one build rather than each building a client.
     pub async fn api(&self) -> Result<&UpstoxApi, RunError> {
-        if let Some(api) = self.api.get() {
-            return Ok(api);
-        }
-        let upstox = self.config.upstox.clone();
-        let api = tokio::task::spawn_blocking(move || UpstoxApi::new(&upstox))
+        self.api
+            .get_or_try_init(|| async {
+                let upstox = self.config.upstox.clone();
+                tokio::task::spawn_blocking(move || UpstoxApi::new(&upstox))
+                    .await
+                    // invariant: UpstoxApi::new does not panic, and the runtime outlives this call
+                    .expect("the API client build finishes")
+                    .map_err(RunError::Http)
+            })
             .await
-            // invariant: UpstoxApi::new does not panic, and the runtime outlives this call
-            .expect("the API client build finishes")
-            .map_err(RunError::Http)?;
-        Ok(self.api.get_or_init(|| api))
     }
 
     pub fn config(&self) -> &Config {
