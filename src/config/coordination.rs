@@ -42,27 +42,13 @@ pub(super) fn validate(p: &mut Problems, raw: &RawCoordination) -> CoordinationC
 
 #[cfg(test)]
 mod tests {
+    use crate::config::fixtures::VALID;
     use crate::config::{CoordinationConfig, load_str};
-
-    const BASE: &str = r#"
-        state_dir = "/tmp/x"
-        [[accounts]]
-        name = "primary"
-        client_id = "cid"
-        redirect_uri = "http://127.0.0.1:5000/cb"
-        mobile = "9876543210"
-        client_secret = "sec"
-        pin = "123456"
-        totp_secret = "JBSWY3DPEHPK3PXP"
-        [[sinks]]
-        type = "file"
-        path = "/tmp/x/{account}.json"
-    "#;
 
     #[test]
     fn local_is_the_default_and_redis_takes_its_defaults() {
-        assert!(matches!(load_str(BASE).unwrap().coordination, CoordinationConfig::Local));
-        let c = load_str(&format!("{BASE}\n[coordination]\ntype = \"redis\"\nurl = \"rediss://r.example:6380/2\""));
+        assert!(matches!(load_str(VALID).unwrap().coordination, CoordinationConfig::Local));
+        let c = load_str(&format!("{VALID}\n[coordination]\ntype = \"redis\"\nurl = \"rediss://r.example:6380/2\""));
         let CoordinationConfig::Redis(r) = c.unwrap().coordination else { panic!("expected redis") };
         assert_eq!(
             (r.url.as_str(), r.key_prefix.as_str(), r.lease_ttl.as_secs()),
@@ -74,7 +60,7 @@ mod tests {
     #[test]
     fn redis_problems_name_their_keys() {
         let msg = load_str(&format!(
-            "{BASE}\n[coordination]\ntype = \"redis\"\nurl = \"http://r:6379\"\nlease_ttl_secs = 0\npassword_env = \"UPSTOX_RELOGIN_TEST_UNSET_REDIS_PW\""
+            "{VALID}\n[coordination]\ntype = \"redis\"\nurl = \"http://r:6379\"\nlease_ttl_secs = 0\npassword_env = \"UPSTOX_RELOGIN_TEST_UNSET_REDIS_PW\""
         ))
         .unwrap_err()
         .to_string();
@@ -98,16 +84,16 @@ mod tests {
             .filter(|l| !l.starts_with("password_env"))
             .collect::<Vec<_>>()
             .join("\n");
-        let c = load_str(&format!("{BASE}\n{redis}")).unwrap();
+        let c = load_str(&format!("{VALID}\n{redis}")).unwrap();
         let CoordinationConfig::Redis(r) = c.coordination else { panic!("expected redis from:\n{redis}") };
         assert_eq!((r.key_prefix.as_str(), r.lease_ttl.as_secs()), ("upstox-relogin:", 30));
     }
 
     #[test]
     fn a_local_coordinator_takes_no_redis_keys() {
-        let msg = load_str(&format!("{BASE}\n[coordination]\ntype = \"local\"\nurl = \"redis://r\"")).unwrap_err();
+        let msg = load_str(&format!("{VALID}\n[coordination]\ntype = \"local\"\nurl = \"redis://r\"")).unwrap_err();
         assert!(msg.to_string().contains("unknown field"), "{msg}");
-        let msg = load_str(&format!("{BASE}\n[coordination]\ntype = \"zookeeper\"")).unwrap_err();
+        let msg = load_str(&format!("{VALID}\n[coordination]\ntype = \"zookeeper\"")).unwrap_err();
         assert!(msg.to_string().contains("zookeeper") || msg.to_string().contains("variant"), "{msg}");
     }
 }

@@ -295,22 +295,8 @@ impl RawConfig {
 #[allow(clippy::result_large_err)] // figment::Jail's closure signature
 mod tests {
     use super::*;
+    use crate::config::fixtures::VALID;
     use figment::Jail;
-
-    const VALID: &str = r#"
-        state_dir = "/tmp/x"
-        [[accounts]]
-        name = "primary"
-        client_id = "cid"
-        redirect_uri = "http://127.0.0.1:5000/cb"
-        mobile = "9876543210"
-        client_secret = "sec"
-        pin = "123456"
-        totp_secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-        [[sinks]]
-        type = "file"
-        path = "/tmp/x/{account}.json"
-    "#;
 
     fn problems(toml: &str, env: &[(&str, &str)]) -> String {
         let mut out = String::new();

@@ -6,6 +6,8 @@
 //! reported at once so a user fixes the file in one pass.
 
 mod coordination;
+#[cfg(test)]
+mod fixtures;
 mod load;
 mod market_day;
 mod ops;

@@ -218,27 +218,13 @@ fn notifier_url(
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closure signature
 mod tests {
+    use crate::config::fixtures::VALID;
     use std::path::Path;
 
     use figment::Jail;
 
     use super::super::{Config, ConfigError, load};
     use super::*;
-
-    const VALID: &str = r#"
-        state_dir = "/tmp/x"
-        [[accounts]]
-        name = "primary"
-        client_id = "cid"
-        redirect_uri = "http://127.0.0.1:5000/cb"
-        mobile = "9876543210"
-        client_secret = "sec"
-        pin = "123456"
-        totp_secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-        [[sinks]]
-        type = "file"
-        path = "/tmp/x/{account}.json"
-    "#;
 
     /// `VALID` plus `extra`; top-level keys in `extra` come before its first table.
     fn load_with(extra: &str, files: &[(&str, &str)]) -> Result<Config, ConfigError> {
