@@ -73,6 +73,8 @@ pub struct AccountStatus {
     pub last_attempt: Option<Attempt>,
     pub last_success_at: Option<String>,
     pub pin_submissions_today: u32,
+    /// A PIN was rejected today (IST): the lockout guard tries no PIN again today (`reset-guard` clears it).
+    pub pin_rejected_today: bool,
     /// The last few attempts, newest first, with their class and step timings.
     pub recent_attempts: Vec<Attempt>,
     /// The file name of the newest failure screenshot under `{state_dir}/failures/` (served at `/failures/NAME`).
@@ -195,6 +197,7 @@ async fn account_status(
         last_attempt: facts.last_attempt.clone(),
         last_success_at: facts.last_success_at.map(|t| t.to_rfc3339()),
         pin_submissions_today: facts.guard.pin_submissions_on(token::ist_day(now)),
+        pin_rejected_today: facts.guard.pin_rejected_day == Some(token::ist_day(now)),
         recent_attempts: facts.recent_attempts.clone(),
         failure_screenshot: newest_screenshot(&runner.config().failures_dir(), &account.name),
         due_since: due_since.map(|t| token::ist(t).to_rfc3339()),

@@ -234,6 +234,14 @@ async fn wrong_pin_at_trace_is_submitted_once_and_leaves_no_secret_anywhere() {
     assert_eq!(journal.states_seen.len(), 1, "not retried");
     assert_token_untouched(&rig, &seeded);
     assert!(rig.account_state()["pin_rejected_day"].is_string(), "the day is closed for this account");
+    // `status` says so in words, and names the command that reopens it.
+    let status = rig.cli(&config, &["status"]).await;
+    assert!(
+        status.stdout().contains("a PIN was rejected today (IST): no PIN is tried again today"),
+        "{}",
+        status.stdout()
+    );
+    assert!(status.stdout().contains("reset-guard primary"), "{}", status.stdout());
 
     // Artifacts: a real PNG and the page's HTML, neither holding the PIN or the mobile number.
     let failures: Vec<_> =

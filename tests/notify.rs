@@ -85,6 +85,6 @@ async fn a_wrong_pin_sends_one_notification_per_notifier_with_the_fix_and_no_sec
     let refused: Vec<&Value> = requests[3..].iter().filter(|(p, _)| p == "/hook").map(|(_, b)| b).collect();
     assert_eq!(refused.len(), 1, "{requests:#?}");
     assert_eq!(refused[0]["event"], "guard_refused");
-    assert!(refused[0]["fix"].as_str().unwrap().contains("pin_rejected_day"), "{}", refused[0]);
+    assert!(refused[0]["fix"].as_str().unwrap().contains("reset-guard primary"), "{}", refused[0]);
     assert_eq!(rig.sim.journal().pin_submissions, 1, "the PIN was submitted once in all");
 }

@@ -71,6 +71,12 @@ pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
         if let Some(holder) = &a.lease_holder {
             println!("  being logged in now by {holder}");
         }
+        if a.pin_rejected_today {
+            println!(
+                "  a PIN was rejected today (IST): no PIN is tried again today; fix `pin`, then `reset-guard {}` (or wait for tomorrow)",
+                a.name
+            );
+        }
         if a.pin_submissions_today > 0 || a.pins_without_code_in_a_row > 0 {
             println!(
                 "  PIN submissions without a code: {} today, {} in a row (no PIN is tried at 4; `reset-guard` clears)",
@@ -79,7 +85,7 @@ pub async fn status(runner: &Runner, json: bool) -> ExitStatus {
         }
         if let Some(f) = &a.last_locator_fallback {
             println!(
-                "  WARNING: at {} the {} of step `{}` was found only by {} (`{}` matched nothing): update `browser.selectors`",
+                "  WARNING: at {} the {} of step `{}` was found only by {} (`{}` matched nothing): update `browser.selectors` (the last of that login's fallbacks; its log and `locator_fallbacks_total` name every one)",
                 f.at.to_rfc3339(),
                 f.element,
                 f.step,

@@ -64,6 +64,15 @@ pub fn render(report: &StatusReport, now: DateTime<Utc>) -> Markup {
                         }
                         " · cron " code { (report.schedule) } " (" (report.timezone) ")"
                     }
+                    @let c = &report.coordination;
+                    @if !c.reachable {
+                        p #coordination.badge.bad {
+                            "Coordination (" (c.kind) ", " code { (c.store) } ") does not answer: no login can start. "
+                            (c.error.as_deref().unwrap_or(""))
+                        }
+                    } @else if c.kind != "local" {
+                        p #coordination.muted { "Coordination: " (c.kind) " at " code { (c.store) } " (answers)" }
+                    }
                 }
                 main {
                     @for account in &report.accounts {
@@ -108,6 +117,9 @@ fn account_section(a: &AccountStatus, now: DateTime<Utc>) -> Markup {
             }
             p.muted {
                 "Last success: " (a.last_success_at.as_deref().map(when).unwrap_or_else(|| "never".into()))
+                @if a.pin_rejected_today {
+                    " · a PIN was rejected today: none is tried again today (`reset-guard` clears)"
+                }
                 @if a.pin_submissions_today > 0 {
                     " · PIN submissions without a code today: " (a.pin_submissions_today)
                 }
@@ -245,6 +257,7 @@ mod tests {
                 last_attempt: Some(failed.clone()),
                 last_success_at: None,
                 pin_submissions_today: 1,
+                pin_rejected_today: false,
                 recent_attempts: vec![failed],
                 failure_screenshot: Some("20261128T030041.000Z-primary-pin.png".into()),
                 due_since: Some("2026-11-28T08:30:00+05:30".into()),
@@ -287,8 +300,18 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(1)"));
         assert!(page.contains("Selector out of date") && page.contains("#pinCode"), "the fallback use is shown");
         assert!(page.contains("in a row: 2") && page.contains("Last probe") && page.contains("ready: &lt;b&gt;"));
+        assert!(!page.contains("id=\"coordination\""), "one host, answering: nothing to say");
         let later = DateTime::parse_from_rfc3339("2026-11-29T04:00:00+05:30").unwrap().with_timezone(&Utc);
         assert!(render(&report(), later).into_string().contains("no valid token"));
+        let mut down = report();
+        down.coordination = crate::status::CoordinationStatus {
+            kind: "redis",
+            store: "redis://r:6379/0".into(),
+            reachable: false,
+            error: Some("connection refused".into()),
+        };
+        let page = render(&down, now).into_string();
+        assert!(page.contains("does not answer: no login can start") && page.contains("connection refused"), "{page}");
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub enum RunError {
     /// Someone else holds the account: skipped for this run (not a failure of this replica's).
     #[error("account `{account}` is being logged in by {holder}; skipped")]
     Busy { account: String, holder: String },
-    #[error("lockout guard: account `{account}`: {refusal}{}", guard_hint(refusal, location))]
+    #[error("lockout guard: account `{account}`: {refusal}{}", guard_hint(refusal, account, location))]
     Guard { account: String, refusal: Refusal, location: String },
     #[error(transparent)]
     Login(#[from] LoginError),
@@ -153,11 +153,13 @@ pub enum RunError {
     Http(#[source] reqwest::Error),
 }
 
-fn guard_hint(refusal: &Refusal, location: &str) -> String {
+fn guard_hint(refusal: &Refusal, account: &str, location: &str) -> String {
     match refusal {
         Refusal::InARow { .. } => format!(" (the count is kept in `{location}`)"),
         Refusal::PinRejectedToday { .. } => {
-            format!(". Fix the PIN, then delete `pin_rejected_day` from `{location}` or wait for tomorrow")
+            format!(
+                ". Fix the PIN in the config, then run `upstox-relogin reset-guard {account}` (it clears `pin_rejected_day` in `{location}`) or wait for tomorrow (IST)"
+            )
         }
         Refusal::CapReached { .. } => String::new(),
     }
@@ -186,9 +188,9 @@ impl RunError {
     /// What a human should do about it, when we know.
     pub fn fix(&self) -> Option<String> {
         match self {
-            RunError::Guard { refusal: Refusal::PinRejectedToday { .. }, location, .. } => {
-                Some(format!("fix the PIN, then delete `pin_rejected_day` from `{location}` or wait for tomorrow"))
-            }
+            RunError::Guard { refusal: Refusal::PinRejectedToday { .. }, account, .. } => Some(format!(
+                "fix the account's `pin`, then run `upstox-relogin reset-guard {account}` (clears `pin_rejected_day`) or wait for tomorrow (IST)"
+            )),
             RunError::Guard { refusal: Refusal::InARow { .. }, account, .. } => {
                 Some(format!("check the PIN and the screenshots, then run `upstox-relogin reset-guard {account}`"))
             }
