@@ -191,7 +191,25 @@ fn key_of(path: &[String]) -> String {
 }
 
 fn problem_of(e: &figment::Error) -> Problem {
-    Problem { key: key_of(&e.path), message: format!("{}{}", describe_kind(&e.kind), source_of(e)) }
+    let mut key = key_of(&e.path);
+    // Inside a `type = "…"` table (a sink, `[coordination]`) the path stops at the table: name the field (a key the
+    // user wrote, never a value) and say that the table's `type` decides which fields it takes.
+    if let figment::error::Kind::UnknownField(field, expected) = &e.kind
+        && !e.path.last().is_some_and(|last| last == field)
+    {
+        let takes = if expected.is_empty() {
+            "no other field (is `type` right?)".to_owned()
+        } else {
+            let list: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
+            format!("one of {}", list.join(", "))
+        };
+        let message = format!("unknown field; with this `type` the table takes {takes}{}", source_of(e));
+        if !key.is_empty() {
+            key = format!("{key}.{field}");
+        }
+        return Problem { key, message };
+    }
+    Problem { key, message: format!("{}{}", describe_kind(&e.kind), source_of(e)) }
 }
 
 /// ` (in /etc/upstox-relogin/config.toml)`: where the value came from, when figment knows.
@@ -199,6 +217,8 @@ fn source_of(e: &figment::Error) -> String {
     let Some(meta) = e.metadata.as_ref() else { return String::new() };
     match &meta.source {
         Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
+        // A value figment re-read from another (a sink's table): its name is a Rust type, no help to a person.
+        _ if meta.name.contains("::") => String::new(),
         _ => format!(" (in {})", meta.name),
     }
 }
@@ -223,6 +243,10 @@ fn describe_kind(kind: &figment::error::Kind) -> String {
         Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
             let hint = if expected.contains("string") { " (quote the value)" } else { "" };
             format!("invalid value: expected {expected}{hint}")
+        }
+        Kind::UnknownVariant(found, expected) => {
+            let expected: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
+            format!("unknown value `{found}`; expected one of {}", expected.join(", "))
         }
         Kind::UnknownField(_, expected) => {
             let expected: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
