@@ -10,6 +10,17 @@ use upstox_relogin::config::LogFormat;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Commands that only print (`status | head -1`): a closed stdout ends them quietly, as it ends `cat`, instead of
+    // a panic in `println!`. Not for commands that drive a browser or serve: they must never die half-way on a pipe.
+    if matches!(
+        cli.command,
+        cli::Command::Status { .. } | cli::Command::CheckConfig { .. } | cli::Command::Token { .. }
+    ) {
+        // SAFETY: restores the default disposition of one signal before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let console = cli::Console::default();
     // Our own events at INFO, libraries' (cron scheduler, HTTP, WebDriver) only from WARN; RUST_LOG overrides.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,upstox_relogin=info"));

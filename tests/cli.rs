@@ -275,6 +275,25 @@ fn online_check_finds_a_missing_chromedriver() {
 }
 
 #[test]
+fn online_check_asks_the_coordination_store() {
+    // Nothing listens there: every replica would refuse to log in, so the pre-flight says so, naming the key.
+    let dead =
+        format!("{VALID}\n[coordination]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{}/0\"\n", support::free_port());
+    let (code, _, stderr) = check_args(&dead, &["--online"], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`coordination.url`") && stderr.contains("unreachable"), "{stderr}");
+    assert_eq!(check(&dead).0, 0, "offline, nothing is asked");
+    let redis = support::RedisServer::start();
+    let live = format!("{VALID}\n[coordination]\ntype = \"redis\"\nurl = \"{}\"\n", redis.url());
+    let (code, stdout, stderr) = check_args(&live, &["--online"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("coordination redis `redis://127.0.0.1:") && stdout.contains("the coordination store answers"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn online_check_refuses_a_sink_directory_it_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
@@ -387,4 +406,26 @@ fn login_with_an_unknown_account_says_so_plainly() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no account named `nope` (configured: primary)"), "{stderr}");
     assert!(!stderr.contains("[\""), "no Rust debug list: {stderr}");
+}
+
+#[test]
+fn a_closed_stdout_ends_a_printing_command_quietly() {
+    // `check-config | head -0`: the reader is gone before the first line is written.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, VALID).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "ended by SIGPIPE, as `cat` is: {:?}", out.status);
 }

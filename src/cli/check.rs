@@ -1,6 +1,7 @@
 //! `check-config [--online]`: load and validate, check `state_dir` is writable by this user, show when the
 //! schedule fires (in IST, so a `timezone` mistake is visible), and with `--online` pre-flight what a login needs
-//! (every sink for every account, the WebDriver side). Exit 0 ok, 2 with every problem named by its key.
+//! (every sink for every account, the coordination store, the WebDriver side). Exit 0 ok, 2 with every problem named
+//! by its key.
 
 use std::path::Path;
 
@@ -8,7 +9,8 @@ use chrono::{Timelike, Utc};
 use chrono_tz::Asia::Kolkata;
 
 use super::ExitStatus;
-use crate::config::{self, Config, Problem};
+use crate::config::{self, Config, CoordinationConfig, Problem};
+use crate::coordinate::Coordinator;
 use crate::error::error_chain;
 use crate::run::preflight;
 use crate::run::publish::Publisher;
@@ -44,8 +46,12 @@ pub async fn check_config(path: &Path, online: bool) -> ExitStatus {
     let names: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
     let sinks: Vec<String> = config.sinks.iter().map(|s| s.label()).collect();
     let notifiers: Vec<String> = config.notifiers.iter().map(|n| n.label()).collect();
+    let coordination = match &config.coordination {
+        CoordinationConfig::Local => String::new(),
+        CoordinationConfig::Redis(r) => format!(", coordination redis `{}`", crate::redis_link::redact_url(&r.url)),
+    };
     println!(
-        "config ok: {} account(s) [{}], sinks [{}], schedule \"{}\" in {}{}",
+        "config ok: {} account(s) [{}], sinks [{}], schedule \"{}\" in {}{}{coordination}",
         names.len(),
         names.join(", "),
         sinks.join(", "),
@@ -64,8 +70,9 @@ pub async fn check_config(path: &Path, online: bool) -> ExitStatus {
         println!("  {} IST{local}", ist.format("%a %Y-%m-%d %H:%M"));
     }
     if online {
+        let store = if coordination.is_empty() { "" } else { "; the coordination store answers" };
         println!(
-            "online checks ok: {} sink(s) x {} account(s) can take a document now; the WebDriver side is there",
+            "online checks ok: {} sink(s) x {} account(s) can take a document now; the WebDriver side is there{store}",
             config.sinks.len(),
             config.accounts.len()
         );
@@ -73,9 +80,19 @@ pub async fn check_config(path: &Path, online: bool) -> ExitStatus {
     ExitStatus::Success
 }
 
-/// Every sink pre-flighted for every account, and the WebDriver side found.
+/// Every sink pre-flighted for every account, the coordination store asked (`PING`: without it no replica logs in),
+/// and the WebDriver side found.
 async fn online_problems(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
+    if matches!(config.coordination, CoordinationConfig::Redis(_)) {
+        let answered = match Coordinator::new(&config.coordination, crate::state::StateStore::new(&config.state_dir)) {
+            Ok(coordinator) => coordinator.health().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = answered {
+            problems.push(Problem { key: "coordination.url".into(), message: error_chain(&e) });
+        }
+    }
     match Publisher::new(&config.sinks) {
         Ok(publisher) => {
             for account in &config.accounts {
