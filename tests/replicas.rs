@@ -139,6 +139,12 @@ async fn three_daemons_started_together_log_each_account_in_once_and_once_more_a
             assert!(!body.contains(doc["access_token"].as_str().unwrap()), "no token in /status");
         }
         success_times.push(json["accounts"][0]["last_success_at"].as_str().expect("shared last success").to_owned());
+        // So do the gauges, on the replicas that did not publish too.
+        let (_, metrics) = d.get("/metrics").await.expect("answers");
+        for (account, doc) in accounts.iter().zip(&first) {
+            let line = format!("upstox_relogin_token_generation{{account=\"{account}\"}} {}", doc["generation"]);
+            assert!(metrics.lines().any(|l| l == line), "`{line}` in:\n{metrics}");
+        }
     }
     assert!(success_times.windows(2).all(|w| w[0] == w[1]), "{success_times:?}");
     // So does the status command on a host that never ran (an empty state_dir of its own).

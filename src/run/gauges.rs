@@ -11,32 +11,31 @@ use crate::error::error_chain;
 use crate::token;
 
 impl Runner {
-    /// Set every state gauge from the state files and from what the sinks hold (probed, short timeouts): once, at
-    /// daemon start. The newest document counts even when expired, so expiry alerts have data overnight.
+    /// Set every state gauge from the state files and from what the sinks hold: at daemon start, so `/metrics` is
+    /// complete before the first login.
     pub async fn restore_gauges(&self) {
         self.refresh_state_gauges(Utc::now()).await;
-        let probes = self.config.accounts.iter().map(|account| async move {
+    }
+
+    /// Set the state gauges: last success and PIN submissions without a code on `now`'s IST day from the coordinator
+    /// (state files, or one Redis read per account), and the newest token's generation and expiry from what the
+    /// sinks hold (probed with short timeouts and cached briefly, as `/status` does, so a scrape costs no more than
+    /// that). On every scrape: the PIN count turns over at midnight IST, and with replicas a token another replica
+    /// published shows here too. The newest document counts even when expired, so expiry alerts have data overnight.
+    /// First asks the coordinator whether it answers (`coordination_up`: now, not as of the last run, whether a
+    /// login could start); when it does not, the coordinator's gauges keep their values.
+    pub async fn refresh_state_gauges(&self, now: DateTime<Utc>) {
+        let up = self.coordinator.health().await.is_ok();
+        self.metrics.coordination_up(up);
+        let day = token::ist_day(now);
+        let accounts = self.config.accounts.iter().map(|account| async move {
             let held = self.publisher.probe(&account.name).await;
             if let Some(doc) = held.iter().filter_map(Held::document).max_by_key(|d| d.generation) {
                 self.metrics.token(&account.name, doc.generation, doc.expires_at_unix() as f64);
             }
-        });
-        join_all(probes).await;
-    }
-
-    /// Set the gauges kept by the coordinator (last success, PIN submissions without a code on `now`'s IST day).
-    /// State files, or one Redis read per account: cheap enough for every scrape, which also turns the PIN count
-    /// over at midnight IST.
-    /// First asks the coordinator whether it answers (`coordination_up`: now, not as of the last run, whether a
-    /// login could start); when it does not, the other gauges keep their values.
-    pub async fn refresh_state_gauges(&self, now: DateTime<Utc>) {
-        let up = self.coordinator.health().await.is_ok();
-        self.metrics.coordination_up(up);
-        if !up {
-            return;
-        }
-        let day = token::ist_day(now);
-        for account in &self.config.accounts {
+            if !up {
+                return;
+            }
             match self.coordinator.facts(&account.name).await {
                 Ok(facts) => {
                     if let Some(at) = facts.last_success_at {
@@ -49,6 +48,7 @@ impl Runner {
                     tracing::debug!(account = %account.name, %error, "cannot read state for the gauges")
                 }
             }
-        }
+        });
+        join_all(accounts).await;
     }
 }
