@@ -195,7 +195,7 @@ fn problem_of(e: &figment::Error) -> Problem {
     // Inside a `type = "…"` table (a sink, `[coordination]`) the path stops at the table: name the field (a key the
     // user wrote, never a value) and say that the table's `type` decides which fields it takes.
     if let figment::error::Kind::UnknownField(field, expected) = &e.kind
-        && !e.path.last().is_some_and(|last| last == field)
+        && e.path.last().is_none_or(|last| last != field)
     {
         let takes = if expected.is_empty() {
             "no other field (is `type` right?)".to_owned()
