@@ -123,7 +123,7 @@ impl Passes {
                 );
             }
         }
-        release_freed_memory();
+        go_idle(&self.runner).await;
     }
 
     /// Probe every account's login page (`schedule.probe_cron`); skipped while a login pass runs.
@@ -142,7 +142,7 @@ impl Passes {
                 info!(ready, accounts = results.len(), "probe finished");
             }
         }
-        release_freed_memory();
+        go_idle(&self.runner).await;
     }
 }
 
@@ -160,9 +160,11 @@ async fn sleep_until(at: DateTime<Utc>, cancel: &CancellationToken) -> bool {
     }
 }
 
-/// A login's buffers (WebDriver JSON, screenshots on failure, TLS) are freed but kept by the allocator; hand them
-/// back so the daemon idles at its start-up footprint until the next morning.
-fn release_freed_memory() {
+/// Between runs: let the HTTP clients go (their TLS contexts), then hand the freed heap back to the kernel (a
+/// login's WebDriver JSON, screenshots on failure and TLS buffers are freed but kept by the allocator), so the
+/// daemon idles at its start-up footprint until the next run.
+async fn go_idle(runner: &Runner) {
+    runner.drop_idle_clients().await;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live allocation.
     unsafe {
@@ -221,6 +223,7 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
                     let error = error_chain(&e);
                     warn!(%error, "cannot fetch Upstox's holiday list; asking again before the next scheduled run");
                 }
+                go_idle(&runner).await;
             }
         });
     }

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -140,7 +140,8 @@ pub struct Calendar {
     url: Url,
     timeout: Duration,
     extra_file: Option<PathBuf>,
-    http: OnceLock<reqwest::Client>,
+    /// Built on first fetch, dropped when the daemon goes idle (`drop_client`).
+    http: Mutex<Option<reqwest::Client>>,
     cached: Mutex<Cached>,
     /// One fetch at a time; callers that waited find the fresh answer.
     fetching: tokio::sync::Mutex<()>,
@@ -153,7 +154,7 @@ impl Calendar {
             url: upstox.holidays_url(),
             timeout: FETCH_TIMEOUT.min(upstox.http_timeout),
             extra_file,
-            http: OnceLock::new(),
+            http: Mutex::new(None),
             cached: Mutex::new(Cached { extra, ..Cached::default() }),
             fetching: tokio::sync::Mutex::new(()),
         }
@@ -198,17 +199,21 @@ impl Calendar {
 
     async fn fetch(&self) -> Result<Vec<Holiday>, HolidayError> {
         let transport = |source| HolidayError::Transport { url: self.url.to_string(), source };
-        let http = match self.http.get() {
-            Some(h) => h,
-            None => {
-                let built = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .timeout(self.timeout)
-                    .connect_timeout(self.timeout)
-                    .user_agent(concat!("upstox-relogin/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(transport)?;
-                self.http.get_or_init(|| built)
+        let http = {
+            // A poisoned slot only holds a client: keep using it.
+            let mut slot = self.http.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.as_ref() {
+                Some(h) => h.clone(),
+                None => {
+                    let built = reqwest::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .timeout(self.timeout)
+                        .connect_timeout(self.timeout)
+                        .user_agent(concat!("upstox-relogin/", env!("CARGO_PKG_VERSION")))
+                        .build()
+                        .map_err(transport)?;
+                    slot.insert(built).clone()
+                }
             }
         };
         let response =
@@ -216,6 +221,11 @@ impl Calendar {
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(transport)?;
         interpret_holidays(&self.url, status, &body)
+    }
+
+    /// Let the HTTP client go (its TLS context, ~1 MiB) until the next fetch, once a day at most.
+    pub fn drop_client(&self) {
+        self.http.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Re-read `extra_holidays_file` once per IST day; a file that became unreadable or invalid keeps the last

@@ -14,7 +14,7 @@ use backon::BackoffBuilder;
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
-use super::{Passes, events, release_freed_memory, sleep_until};
+use super::{Passes, events, go_idle, sleep_until};
 use crate::config::Account;
 use crate::error::error_chain;
 use crate::market::Today;
@@ -46,7 +46,7 @@ impl Passes {
             failed = self.until_deadline(deadline) => failed,
         };
         drop(running);
-        release_freed_memory();
+        go_idle(&self.runner).await;
         if failed.is_empty() {
             return;
         }

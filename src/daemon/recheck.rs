@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::{debug, error, info, warn};
 
-use super::{Passes, release_freed_memory};
+use super::{Passes, go_idle};
 use crate::error::error_chain;
 use crate::notify::Event;
 use crate::run::{Trigger, Verdict, WhenValid};
@@ -64,7 +64,7 @@ impl Passes {
             _ = self.cancel.cancelled() => false,
             unknown = work => unknown,
         };
-        release_freed_memory();
+        go_idle(&self.runner).await;
         unknown
     }
 

@@ -64,7 +64,7 @@ async fn verdict(runner: &AppState, headers: &HeaderMap, body: Body) -> StatusCo
             return StatusCode::SERVICE_UNAVAILABLE;
         }
     };
-    match runner.outstanding().accept(&body, api, Utc::now()).await {
+    match runner.outstanding().accept(&body, &api, Utc::now()).await {
         Ok(accepted) => {
             info!(account = %accepted.account, user_id = %accepted.user_id, "notifier webhook: token verified and handed to the waiting run");
             StatusCode::OK

@@ -85,7 +85,7 @@ impl Runner {
         let ctx = LoginContext {
             account,
             upstox: &self.config.upstox,
-            api,
+            api: &api,
             last_totp_step: None,
             expected_user_id: account.user_id.clone().or(known),
             send_time,
@@ -176,7 +176,7 @@ impl Runner {
         let ctx = LoginContext {
             account,
             upstox: &self.config.upstox,
-            api,
+            api: &api,
             last_totp_step,
             expected_user_id: None,
             send_time: SendTime::Now,

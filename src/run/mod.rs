@@ -64,7 +64,8 @@ pub struct Runner {
     /// The token requests awaiting approval, shared with the notifier webhook.
     outstanding: Arc<Outstanding>,
     /// Built on first use: `status`, `/status` and an idle daemon never pay for the TLS set-up.
-    api: tokio::sync::OnceCell<UpstoxApi>,
+    /// Built on first use, dropped when the daemon goes idle (`drop_idle_clients`).
+    api: tokio::sync::Mutex<Option<Arc<UpstoxApi>>>,
     metrics: Arc<Metrics>,
     /// Where run outcomes (and the daemon's deadlines) are told; a no-op without `[[notifiers]]`.
     notifier: Notifier,
@@ -104,7 +105,7 @@ impl Runner {
             browser,
             token_request,
             outstanding,
-            api: tokio::sync::OnceCell::new(),
+            api: tokio::sync::Mutex::new(None),
             metrics,
             notifier,
             step_log: StepLog::default(),
@@ -120,21 +121,29 @@ impl Runner {
         self
     }
 
-    /// The Upstox API client (for the notifier webhook's verification too), built once, on first use, on a blocking
+    /// The Upstox API client (for the notifier webhook's verification too), built on first use on a blocking
     /// thread: loading the system's CA certificates takes a while (over a second on a loaded machine), during which
     /// the runtime's only thread must stay free to renew a held lease. Concurrent first callers (the clock check
     /// beside a login) wait for the one build rather than each building a client.
-    pub async fn api(&self) -> Result<&UpstoxApi, RunError> {
-        self.api
-            .get_or_try_init(|| async {
-                let upstox = self.config.upstox.clone();
-                tokio::task::spawn_blocking(move || UpstoxApi::new(&upstox))
-                    .await
-                    // invariant: UpstoxApi::new does not panic, and the runtime outlives this call
-                    .expect("the API client build finishes")
-                    .map_err(RunError::Http)
-            })
+    pub async fn api(&self) -> Result<Arc<UpstoxApi>, RunError> {
+        let mut slot = self.api.lock().await;
+        if let Some(api) = slot.as_ref() {
+            return Ok(Arc::clone(api));
+        }
+        let upstox = self.config.upstox.clone();
+        let api = tokio::task::spawn_blocking(move || UpstoxApi::new(&upstox))
             .await
+            // invariant: UpstoxApi::new does not panic, and the runtime outlives this call
+            .expect("the API client build finishes")
+            .map_err(RunError::Http)?;
+        Ok(Arc::clone(slot.insert(Arc::new(api))))
+    }
+
+    /// Let the HTTP clients go (their TLS contexts and idle connections, ~1 MiB each) while the daemon idles between
+    /// runs; the next use builds them again. Anyone still using one keeps it until done.
+    pub async fn drop_idle_clients(&self) {
+        self.api.lock().await.take();
+        self.calendar.drop_client();
     }
 
     pub fn config(&self) -> &Config {
