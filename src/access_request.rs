@@ -186,11 +186,13 @@ impl Profile {
     /// string field of the profile is `None`.
     pub fn into_token_response(self, access_token: AccessToken) -> TokenResponse {
         TokenResponse {
-            email: Some(self.email).filter(|v| !v.is_empty()),
-            exchanges: Some(self.exchanges),
-            products: Some(self.products),
-            user_id: Some(self.user_id).filter(|v| !v.is_empty()),
-            user_name: Some(self.user_name).filter(|v| !v.is_empty()),
+            account: crate::oauth::Profile {
+                email: Some(self.email).filter(|v| !v.is_empty()),
+                exchanges: Some(self.exchanges),
+                products: Some(self.products),
+                user_id: Some(self.user_id).filter(|v| !v.is_empty()),
+                user_name: Some(self.user_name).filter(|v| !v.is_empty()),
+            },
             access_token,
             extended_token: None,
         }
@@ -389,7 +391,7 @@ mod tests {
         assert_eq!((p.user_id.as_str(), p.user_name.as_str(), p.email.as_str()), ("AB1234", "", "a@b.c"));
         let t = p.into_token_response(AccessToken::new("tok"));
         assert_eq!(
-            (t.user_id.as_deref().unwrap_or_default(), t.access_token.expose(), t.extended_token.is_none()),
+            (t.account.user_id.as_deref().unwrap_or_default(), t.access_token.expose(), t.extended_token.is_none()),
             ("AB1234", "tok", true)
         );
         let refused = br#"{"status":"error","errors":[{"error_code":"UDAPI100050","message":"Invalid token used to access API"}]}"#;

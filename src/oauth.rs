@@ -141,16 +141,10 @@ pub fn token_form(app: &OAuthApp, code: &AuthCode) -> [(&'static str, String); 5
 /// that verifies a new token fills them in. A good token is never thrown away for a cosmetic field.
 #[derive(Deserialize)]
 pub struct TokenResponse {
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub exchanges: Option<Vec<String>>,
-    #[serde(default)]
-    pub products: Option<Vec<String>>,
-    #[serde(default)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    pub user_name: Option<String>,
+    /// The account facts beside the token (`email`, `exchanges`, `products`, `user_id`, `user_name`): the same
+    /// fields the profile answers.
+    #[serde(flatten)]
+    pub account: Profile,
     #[serde(deserialize_with = "de_token")]
     pub access_token: AccessToken,
     #[serde(default, deserialize_with = "de_opt_token")]
@@ -159,7 +153,7 @@ pub struct TokenResponse {
 
 impl std::fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenResponse").field("user_id", &self.user_id).finish_non_exhaustive()
+        f.debug_struct("TokenResponse").field("user_id", &self.account.user_id).finish_non_exhaustive()
     }
 }
 
@@ -505,7 +499,7 @@ mod tests {
             "user_name":"A B","order_types":["MARKET"],"user_type":"individual","poa":false,"is_active":true,
             "access_token":"eyJ.acc","extended_token":"eyJ.ext"}"#;
         let t = interpret_token_response(200, body).unwrap();
-        assert_eq!((t.user_id.as_deref(), t.access_token.expose()), (Some("AB1234"), "eyJ.acc"));
+        assert_eq!((t.account.user_id.as_deref(), t.access_token.expose()), (Some("AB1234"), "eyJ.acc"));
         assert_eq!(t.extended_token.unwrap().expose(), "eyJ.ext");
         assert!(!format!("{:?}", interpret_token_response(200, body).unwrap()).contains("eyJ"));
     }
@@ -531,7 +525,7 @@ mod tests {
         let body =
             br#"{"email":"a@b.c","user_id":"AB1234","user_name":null,"exchanges":null,"access_token":"eyJ.acc"}"#;
         let t = interpret_token_response(200, body).unwrap();
-        assert_eq!((t.user_name, t.exchanges, t.email.as_deref()), (None, None, Some("a@b.c")));
+        assert_eq!((t.account.user_name, t.account.exchanges, t.account.email.as_deref()), (None, None, Some("a@b.c")));
         assert!(t.extended_token.is_none());
         assert!(matches!(interpret_token_response(200, br#"{"user_id":"AB1234"}"#), Err(ExchangeError::Malformed(_))));
     }

@@ -23,6 +23,21 @@ pub struct Profile {
     pub user_name: Option<String>,
 }
 
+impl Profile {
+    /// These facts, each missing or empty one taken from `known` instead (say a token response's `"user_name":
+    /// null`, filled from the profile).
+    pub fn or(self, known: Profile) -> Profile {
+        let text = |given: Option<String>, known: Option<String>| given.filter(|v| !v.is_empty()).or(known);
+        Profile {
+            email: text(self.email, known.email),
+            exchanges: self.exchanges.or(known.exchanges),
+            products: self.products.or(known.products),
+            user_id: text(self.user_id, known.user_id),
+            user_name: text(self.user_name, known.user_name),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct ProfileEnvelope {
     #[serde(default)]

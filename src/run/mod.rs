@@ -305,19 +305,17 @@ impl Runner {
         let response = attempts.issued.response;
         // A token Upstox does not accept right after issuing it must never reach a sink.
         let profile = self.verify_new_token(&response.access_token).await?;
-        let fill = |given: Option<String>, known: Option<String>| {
-            given.filter(|v| !v.is_empty()).or(known).unwrap_or_default()
-        };
+        let facts = response.account.or(profile);
         let doc = TokenDocument {
             account: account.name.clone(),
             access_token: response.access_token.expose().to_owned(),
             extended_token: response.extended_token.as_ref().map(|t| t.expose().to_owned()),
             token_type: "Bearer".into(),
-            user_id: fill(response.user_id, profile.user_id),
-            user_name: fill(response.user_name, profile.user_name),
-            email: fill(response.email, profile.email),
-            exchanges: response.exchanges.or(profile.exchanges).unwrap_or_default(),
-            products: response.products.or(profile.products).unwrap_or_default(),
+            user_id: facts.user_id.unwrap_or_default(),
+            user_name: facts.user_name.unwrap_or_default(),
+            email: facts.email.unwrap_or_default(),
+            exchanges: facts.exchanges.unwrap_or_default(),
+            products: facts.products.unwrap_or_default(),
             issued_at: token::ist(issued),
             expires_at: document_expiry(issued, attempts.issued.expires_at),
             generation,
