@@ -160,11 +160,15 @@ async fn sleep_until(at: DateTime<Utc>, cancel: &CancellationToken) -> bool {
     }
 }
 
-/// Between runs: let the HTTP clients go (their TLS contexts), then hand the freed heap back to the kernel (a
-/// login's WebDriver JSON, screenshots on failure and TLS buffers are freed but kept by the allocator), so the
+/// Between runs: let the HTTP clients go (their TLS contexts), then hand the freed heap back to the kernel, so the
 /// daemon idles at its start-up footprint until the next run.
 async fn go_idle(runner: &Runner) {
     runner.drop_idle_clients().await;
+    trim_heap();
+}
+
+/// A run's buffers (WebDriver JSON, screenshots on failure, TLS) are freed but kept by the allocator: hand them back.
+fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live allocation.
     unsafe {
@@ -213,7 +217,7 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
 
     spawn_background(&tracker, &cancel, {
         let runner = Arc::clone(&runner);
-        async move { runner.restore_gauges().await }
+        async move { runner.refresh_state_gauges(Utc::now()).await }
     });
     if config.schedule.market.skip_holidays {
         spawn_background(&tracker, &cancel, {
@@ -223,7 +227,9 @@ pub async fn run(config: Arc<Config>) -> Result<Signal, DaemonError> {
                     let error = error_chain(&e);
                     warn!(%error, "cannot fetch Upstox's holiday list; asking again before the next scheduled run");
                 }
-                go_idle(&runner).await;
+                // Only the calendar's client: an on-start run may be using the API client right now.
+                runner.calendar().drop_client();
+                trim_heap();
             }
         });
     }

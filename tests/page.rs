@@ -52,24 +52,8 @@ fn standin_config(scratch: &Scratch, si: &StandIn, entries: &[Entry<'_>]) -> Str
 
 /// Publish an earlier, unexpired token document for `account` and return its bytes.
 fn seed_token(scratch: &Scratch, account: &str) -> Vec<u8> {
-    let now = Utc::now();
-    let doc = upstox_relogin::token::TokenDocument {
-        account: account.into(),
-        access_token: format!("eyJseeded{:032x}", rand::random::<u128>()),
-        extended_token: None,
-        token_type: "Bearer".into(),
-        user_id: "SI0001".into(),
-        user_name: "Stand In".into(),
-        email: "stand.in@example.com".into(),
-        exchanges: vec!["NSE".into()],
-        products: vec!["D".into()],
-        issued_at: upstox_relogin::token::ist(now),
-        expires_at: upstox_relogin::token::expiry_for(now),
-        generation: 41,
-    };
-    let bytes = doc.to_bytes();
-    upstox_relogin::sink::write_atomically(&scratch.path(&format!("tokens/{account}.json")), &bytes).unwrap();
-    bytes
+    let path = scratch.path(&format!("tokens/{account}.json"));
+    support::seed_token_file(&path, account, ("SI0001", "Stand In", "stand.in@example.com"))
 }
 
 /// The line the binary printed for `account`'s result.

@@ -200,8 +200,7 @@ fn problem_of(e: &figment::Error) -> Problem {
         let takes = if expected.is_empty() {
             "no other field (is `type` right?)".to_owned()
         } else {
-            let list: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
-            format!("one of {}", list.join(", "))
+            format!("one of {}", backticked(expected))
         };
         let message = format!("unknown field; with this `type` the table takes {takes}{}", source_of(e));
         if !key.is_empty() {
@@ -235,6 +234,11 @@ pub(super) fn format_figment_error(error: &figment::Error) -> String {
         .join("\n")
 }
 
+/// `` `a`, `b` `` for the keys or values serde expected.
+fn backticked(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
 /// figment's message for one error, minus anything that could repeat a value from the file: a PIN written as a
 /// number (`pin = 123456`) must not come back on stderr, nor a line of TOML quoted by a syntax error.
 fn describe_kind(kind: &figment::error::Kind) -> String {
@@ -245,13 +249,9 @@ fn describe_kind(kind: &figment::error::Kind) -> String {
             format!("invalid value: expected {expected}{hint}")
         }
         Kind::UnknownVariant(found, expected) => {
-            let expected: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
-            format!("unknown value `{found}`; expected one of {}", expected.join(", "))
+            format!("unknown value `{found}`; expected one of {}", backticked(expected))
         }
-        Kind::UnknownField(_, expected) => {
-            let expected: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
-            format!("unknown field; expected one of {}", expected.join(", "))
-        }
+        Kind::UnknownField(_, expected) => format!("unknown field; expected one of {}", backticked(expected)),
         Kind::Message(message) => {
             // TOML syntax errors quote the offending line (`3 | pin = …`): keep only the prose.
             let prose: Vec<&str> = message

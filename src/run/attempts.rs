@@ -216,12 +216,11 @@ fn answered<'a>(answer: Result<(), Veto>) -> BoxFuture<'a, Result<(), Veto>> {
     Box::pin(std::future::ready(answer))
 }
 
-/// The observer that persists what a login reports, through the permit, before the login acts: the TOTP step
-/// about to be typed; for a PIN, the guard's rule checked against the current facts and the count raised in one
-/// atomic change (so replicas sharing the facts never pass the cap together); the reset once a code arrived.
 impl Runner {
-    /// The run's side of `LoginEvent`: every TOTP step and PIN is persisted through `permit` before the browser
-    /// acts, and the guard's rule is checked again, atomically with the count, before the PIN click.
+    /// The observer that persists what a login reports, through the permit, before the login acts: the TOTP step
+    /// about to be typed; for a PIN, the guard's rule checked against the current facts and the count raised in one
+    /// atomic change (so replicas sharing the facts never pass the cap together); the reset once a code arrived; a
+    /// fallback locator's use (recorded, counted, notified).
     fn observer<'p>(
         &'p self,
         permit: &'p Permit<'_>,
@@ -287,9 +286,7 @@ impl Runner {
             })
         }
     }
-}
 
-impl Runner {
     /// Compare the local clock with the `Date` of Upstox's API and warn when they differ by more than
     /// `MAX_CLOCK_SKEW`. Never fails a login: an unreachable API is the exchange's problem.
     async fn check_clock(&self) {

@@ -11,13 +11,7 @@ use crate::error::error_chain;
 use crate::token;
 
 impl Runner {
-    /// Set every state gauge from the state files and from what the sinks hold: at daemon start, so `/metrics` is
-    /// complete before the first login.
-    pub async fn restore_gauges(&self) {
-        self.refresh_state_gauges(Utc::now()).await;
-    }
-
-    /// Set the state gauges: last success and PIN submissions without a code on `now`'s IST day from the coordinator
+    /// Set the state gauges (at daemon start, so `/metrics` is complete before the first login, and on every scrape): last success and PIN submissions without a code on `now`'s IST day from the coordinator
     /// (state files, or one Redis read per account), and the newest token's generation and expiry from what the
     /// sinks hold (probed with short timeouts and cached briefly, as `/status` does, so a scrape costs no more than
     /// that). On every scrape: the PIN count turns over at midnight IST, and with replicas a token another replica

@@ -120,26 +120,8 @@ impl Rig {
     /// Publish a plausible earlier token document (generation 41, unexpired, but unknown to the simulator, so a
     /// `login` replaces it) at `token_path`, and return its exact bytes.
     pub fn seed_token(&self) -> Vec<u8> {
-        use rand::distr::{Alphanumeric, SampleString};
         let user = &self.sim.config().users[0];
-        let now = chrono::Utc::now();
-        let doc = upstox_relogin::token::TokenDocument {
-            account: "primary".into(),
-            access_token: format!("eyJseeded{}", Alphanumeric.sample_string(&mut rand::rng(), 40)),
-            extended_token: Some(format!("eyJseededext{}", Alphanumeric.sample_string(&mut rand::rng(), 40))),
-            token_type: "Bearer".into(),
-            user_id: user.user_id.clone(),
-            user_name: user.user_name.clone(),
-            email: user.email.clone(),
-            exchanges: vec!["NSE".into()],
-            products: vec!["D".into()],
-            issued_at: upstox_relogin::token::ist(now),
-            expires_at: upstox_relogin::token::expiry_for(now),
-            generation: 41,
-        };
-        let bytes = doc.to_bytes();
-        upstox_relogin::sink::write_atomically(&self.token_path(), &bytes).expect("seed token written");
-        bytes
+        seed_token_file(&self.token_path(), "primary", (&user.user_id, &user.user_name, &user.email))
     }
 
     /// Pids of the chromedriver processes this rig's binary spawned (their TMPDIR lies inside the rig's).
@@ -190,6 +172,30 @@ impl Scratch {
     pub async fn cli(&self, config: &Path, args: &[&str]) -> CliRun {
         run_binary(&self.path("tmp"), config, args, &[]).await
     }
+}
+
+/// Write a plausible earlier token document for `account` of user (`user_id`, `user_name`, `email`) at `path`:
+/// generation 41, unexpired, random tokens nobody issued (so a `login` replaces it). Returns its exact bytes.
+pub fn seed_token_file(path: &Path, account: &str, (user_id, user_name, email): (&str, &str, &str)) -> Vec<u8> {
+    use rand::distr::{Alphanumeric, SampleString};
+    let now = chrono::Utc::now();
+    let doc = upstox_relogin::token::TokenDocument {
+        account: account.into(),
+        access_token: format!("eyJseeded{}", Alphanumeric.sample_string(&mut rand::rng(), 40)),
+        extended_token: Some(format!("eyJseededext{}", Alphanumeric.sample_string(&mut rand::rng(), 40))),
+        token_type: "Bearer".into(),
+        user_id: user_id.into(),
+        user_name: user_name.into(),
+        email: email.into(),
+        exchanges: vec!["NSE".into()],
+        products: vec!["D".into()],
+        issued_at: upstox_relogin::token::ist(now),
+        expires_at: upstox_relogin::token::expiry_for(now),
+        generation: 41,
+    };
+    let bytes = doc.to_bytes();
+    upstox_relogin::sink::write_atomically(path, &bytes).expect("seed token written");
+    bytes
 }
 
 /// The binary with `--config config args`, `TMPDIR=tmp`, killed if dropped.
