@@ -41,6 +41,13 @@ pub enum StateError {
     },
     #[error("`{}` is not writable by this user (uid {uid}; it belongs to uid {owner}); fix: chown -R {uid} {} (or run as uid {owner})", path.display(), fix.display())]
     NotWritable { path: PathBuf, uid: u32, owner: u32, fix: PathBuf },
+    #[error("cannot create anything in `{}` (for `state_dir` `{}`); fix: point `state_dir` at a directory this user may write", path.display(), state_dir.display())]
+    CannotCreate {
+        path: PathBuf,
+        state_dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How a run ended, as persisted and shown by `status` (`"success"`, `"skipped"`, `"republished"`, `"failed"` in
@@ -367,6 +374,9 @@ impl StateStore {
 /// Check that this user can write everything under `state_dir` a run writes: `state_dir` itself (or, while it does
 /// not exist, the directory it would be created in), `accounts/`, `failures/` and the files in them. For
 /// `check-config`: after a `login` as root, the service user's runs would fail on root's files.
+///
+/// The directory a run creates things in is tried for real (a temporary directory made and removed there):
+/// permission bits do not tell root about a path under a regular file, `/proc` or a read-only mount.
 pub fn check_writable(state_dir: &Path) -> Result<(), StateError> {
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
@@ -390,6 +400,14 @@ pub fn check_writable(state_dir: &Path) -> Result<(), StateError> {
             let owner = std::fs::metadata(&path).map(|m| m.uid()).unwrap_or(0);
             return Err(StateError::NotWritable { fix: state_dir.to_path_buf(), path, uid, owner });
         }
+    }
+    // The permission bits allow it (they always do for root): try it.
+    if let Err(source) = tempfile::Builder::new().prefix(".upstox-relogin-check-").tempdir_in(existing) {
+        return Err(StateError::CannotCreate {
+            path: existing.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            source,
+        });
     }
     Ok(())
 }

@@ -265,6 +265,21 @@ fn state_dir_this_user_cannot_write_is_refused() {
 }
 
 #[test]
+fn a_state_dir_that_cannot_be_created_is_refused_even_for_root() {
+    // A path under a regular file: permission bits say yes (root passes every access check), creating says no.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("afile"), "").unwrap();
+    let state_dir = dir.path().join("afile/state");
+    let toml = VALID
+        .replace("state_dir = \"/tmp/upstox-relogin-cli-test\"", &format!("state_dir = \"{}\"", state_dir.display()));
+    assert!(toml.contains("afile/state"), "the test config names the state_dir: {toml}");
+    let (code, _, stderr) = check_args(&toml, &[], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`state_dir`") && stderr.contains("cannot create anything in"), "{stderr}");
+    assert!(!dir.path().join("afile").is_dir() && std::fs::read_dir(dir.path()).unwrap().count() == 1, "nothing left");
+}
+
+#[test]
 fn online_check_finds_a_missing_chromedriver() {
     let toml = format!("{VALID}\n[browser]\nchromedriver = \"/nonexistent/chromedriver\"\n");
     let (code, _, stderr) = check_args(&toml, &["--online"], &[]);
