@@ -115,7 +115,9 @@ impl Passes {
                 }
             }
             let Some(deadline) = deadline.filter(|_| !retry.is_empty()) else { break };
-            let pause = backoff.next().unwrap_or(market.retry_max_backoff).max(MIN_RETRY_PAUSE);
+            // backon's jitter adds up to one more delay on top of its cap: `retry_max_backoff_secs` is the cap.
+            let pause =
+                backoff.next().unwrap_or(market.retry_max_backoff).min(market.retry_max_backoff).max(MIN_RETRY_PAUSE);
             if Utc::now() + pause >= deadline {
                 warn!(deadline = %deadline_text, "no time for another try before the deadline");
                 break;
