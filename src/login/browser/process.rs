@@ -81,9 +81,13 @@ pub(super) struct Scratch {
 }
 
 impl Scratch {
+    /// The dir is 0700 whatever the umask: the profile holds the dialog's session cookies while a login runs (and
+    /// after a SIGKILL, until the next start's sweep).
     pub fn create() -> Result<Scratch, BrowserError> {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::Builder::new()
             .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map_err(|source| BrowserError::Profile { source })?;
         for sub in ["profile", "tmp"] {
@@ -347,6 +351,14 @@ pub fn profile_prefix() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scratch_dir_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = Scratch::create().unwrap();
+        let mode = std::fs::metadata(scratch.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", scratch.path().display());
+    }
 
     #[test]
     fn children_get_only_allow_listed_variables() {
